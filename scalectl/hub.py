@@ -7,6 +7,7 @@ cache, and scalectl registers the snapshot directory it returns.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -32,6 +33,15 @@ def parse_hub_ref(s: str) -> tuple[str, str | None]:
     return ref, rev or None
 
 
+def cache_dir() -> str | None:
+    """The HF hub cache named by the environment now (HF_HUB_CACHE, else HF_HOME/hub); None = library default."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return None
+
+
 def snapshot(repo_id: str, revision: str | None = None, allow_pickle: bool = False) -> Path:
     """Download (or find in the HF cache) an adapter repo's files; return the snapshot dir."""
     from huggingface_hub import snapshot_download
@@ -39,7 +49,7 @@ def snapshot(repo_id: str, revision: str | None = None, allow_pickle: bool = Fal
 
     patterns = list(ADAPTER_FILES) + (["adapter_model.bin"] if allow_pickle else [])
     try:
-        p = snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=patterns)
+        p = snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=patterns, cache_dir=cache_dir())
     except LocalEntryNotFoundError:
         raise HubError(
             f"hf:{repo_id}: not in the local HF cache and the hub is not reachable "

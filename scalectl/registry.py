@@ -333,7 +333,7 @@ class Registry:
             if c.name in seen:
                 raise RegistryError(f"adapter name {c.name!r} appears twice in this call; give distinct names")
             seen.add(c.name)
-        added: list[dict[str, Any]] = []
+        added: list[int] = []
         with self.transaction() as db:
             prow = next(iter(db["pools"].rows_where("name = ?", [pool])), None)
             pool_base = (prow or {}).get("base_model") or base_model
@@ -365,9 +365,10 @@ class Registry:
                         [{"adapter_id": aid, "idx": i, "input": str(e["input"]), "output": str(e["output"])}
                          for i, e in enumerate(c.examples)]
                     )
-                row["id"] = aid
-                added.append(_decode(row))
-        return AddResult(added=added, warnings=warnings, pool=pool)
+                added.append(aid)
+        rows = [_decode(r) for r in self.db["adapters"].rows_where(
+            "id in (select value from json_each(?))", [json.dumps(added)], order_by="id")]
+        return AddResult(added=rows, warnings=warnings, pool=pool)
 
     @staticmethod
     def _row(c: Candidate, pool: str, tags: list[str] | None) -> dict[str, Any]:
