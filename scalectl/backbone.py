@@ -216,9 +216,12 @@ def load_backbone(spec: str | None = None, device: str | None = None, dtype: str
         cfg = AutoConfig.from_pretrained(src)
         cls = AutoModelForSeq2SeqLM if getattr(cfg, "is_encoder_decoder", False) else AutoModelForCausalLM
         model = cls.from_pretrained(src, dtype=torch_dtype)
-        tok = AutoTokenizer.from_pretrained(src)
     except OSError as e:
         raise BackboneError(f"cannot load base model {base.spec!r}: {str(e).splitlines()[0]}") from None
+    try:
+        tok = AutoTokenizer.from_pretrained(src)
+    except (OSError, ValueError) as e:
+        raise BackboneError(f"cannot load the tokenizer of {base.spec!r}: {str(e).splitlines()[0]}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.to(device).eval()

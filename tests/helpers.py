@@ -9,6 +9,24 @@ LLAMA_TARGETS = ["q_proj", "v_proj"]
 T5_TARGETS = ["q", "v"]
 
 
+def build_char_tokenizer(path: Path, vocab_size: int = 128) -> None:
+    """A character-level fast tokenizer (ids < vocab_size) saved beside a tiny model."""
+    import string
+
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "</s>", "<unk>", "<s>"]
+    chars = [c for c in string.printable if c not in "\x0b\x0c\r"]
+    vocab = {t: i for i, t in enumerate((specials + chars)[:vocab_size])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   bos_token="<s>")
+    fast.save_pretrained(str(path))
+
+
 def build_llama(path: Path) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -16,8 +34,9 @@ def build_llama(path: Path) -> Path:
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      tie_word_embeddings=False)
+                      tie_word_embeddings=False, pad_token_id=0, eos_token_id=1, bos_token_id=3)
     LlamaForCausalLM(cfg).save_pretrained(str(path))
+    build_char_tokenizer(path)
     return path
 
 
@@ -29,6 +48,7 @@ def build_t5(path: Path) -> Path:
     cfg = T5Config(vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2,
                    num_heads=4, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
     T5ForConditionalGeneration(cfg).save_pretrained(str(path))
+    build_char_tokenizer(path)
     return path
 
 
