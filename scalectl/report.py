@@ -112,3 +112,18 @@ def verify(results: list[Any]) -> None:
     for v in results:
         t.add_row(v.pool, v.name, f"[{style.get(v.status, '')}]{v.status}[/]", v.detail)
     console.print(t)
+
+
+def compose_result(res: Any) -> None:
+    rows = []
+    for b in res.blocks:
+        r = dict(b)
+        r["coefficients"] = " ".join(f"{c:+.3f}" for c in b.get("coefficients", []))
+        rows.append(r)
+    cols = [("block", "block"), ("coefficients", "coefficients")]
+    if any("alpha" in b for b in res.blocks):
+        cols += [("overlap", "overlap"), ("alpha", "alpha"), ("retained", "retained"), ("guarded", "guard")]
+    table(rows, cols, title=f"{res.merger}: per-block composition ({res.seconds:.3f} s)")
+    where = ", ".join(x for x in (res.out, res.merged_model) if x)
+    kind = "exact LoRA" if res.exact else f"truncated SVD, max relative Frobenius error {res.max_rel_error:.3g}"
+    info(f"wrote {where} ({kind}, rank {res.rank})" + (f"; registered as {res.registered}" if res.registered else ""))

@@ -65,11 +65,13 @@ def _main(
 
 
 from . import base as _base  # noqa: E402
+from . import compose as _compose  # noqa: E402
 from . import demo as _demo  # noqa: E402
 from . import pool as _pool  # noqa: E402
 
 app.add_typer(_pool.app, name="pool")
 app.add_typer(_base.app, name="base")
+app.command("compose")(_compose.compose)
 app.command("demo")(_demo.demo)
 
 

@@ -1,0 +1,380 @@
+"""Composition: registered adapters + weights + a merger -> a composed update, written as a PEFT adapter.
+
+Factor-expressible mergers (linear, cat, lorahub, lasrc) are written exactly: rank sum(r),
+per-block coefficients folded into B. Dense mergers (ties, dare-*, magnitude-prune, and any
+merger behind the sdp stage) are written as a truncated SVD at ``rank`` (default: the
+largest input rank) with the relative Frobenius error of every module recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import __version__
+from .adapters import LoraFactors
+from .backbone import same_base
+from .merge.table import MergeError, MergerSpec, resolve_merger
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+PROVENANCE_FILE = "scalectl_provenance.json"
+
+
+@dataclass
+class ComposeInputs:
+    names: list[str]
+    rows: list[dict[str, Any]]
+    factors: list[LoraFactors]
+    modules: list[str]  # the modules composed (common to all inputs), in order
+    blocks: dict[str, str]  # module -> block
+    base_model: str | None
+    pool: str | None
+
+
+@dataclass
+class Composition:
+    """The composed update: exact factors (``A``, ``B``, scaling folded in) or dense deltas per module."""
+
+    spec: MergerSpec
+    weights: list[float]
+    inputs: ComposeInputs
+    A: dict[str, "torch.Tensor"] = field(default_factory=dict)
+    B: dict[str, "torch.Tensor"] = field(default_factory=dict)
+    dense: dict[str, "torch.Tensor"] = field(default_factory=dict)
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # the per-block table
+    seconds: float = 0.0
+
+    @property
+    def exact(self) -> bool:
+        return not self.dense
+
+    def delta(self, module: str) -> "torch.Tensor":
+        return self.dense[module] if self.dense else self.B[module] @ self.A[module]
+
+
+def parse_weights(text: str | None, k: int) -> list[float] | None:
+    if text is None or text == "":
+        return None
+    try:
+        w = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise MergeError(f"--weights must be comma-separated numbers, got {text!r}") from None
+    if len(w) != k:
+        raise MergeError(f"--weights has {len(w)} values for {k} adapters")
+    return w
+
+
+def load_inputs(reg, names: list[str], pool: str | None = None, allow_partial: bool = False,
+                allow_pickle: bool = False) -> ComposeInputs:
+    """Load and check the adapters to compose: same base, same modules (or their common part), finite factors."""
+    import torch
+
+    if not names:
+        raise MergeError("no adapters given: pass --adapters a,b,c")
+    if len(set(names)) != len(names):
+        raise MergeError(f"an adapter is listed twice in {names}")
+    rows, factors = [], []
+    for n in names:
+        row = reg.find(n, pool)
+        if row.get("use_dora"):
+            raise MergeError(f"{row['name']} is a DoRA adapter: its magnitude vector makes the update non-linear in "
+                             "the factors, so it cannot be merged this way")
+        f = reg.load_factors(row["name"], row["pool"], allow_pickle=allow_pickle)
+        for m in f.modules:
+            for which, t in (("A", f.A[m]), ("B", f.B[m])):
+                if not torch.isfinite(t).all():
+                    raise MergeError(f"{row['name']}: module {m} has NaN or inf in lora_{which}")
+        rows.append(row)
+        factors.append(f)
+    bases = [r.get("base_model") for r in rows]
+    for r, b in zip(rows[1:], bases[1:]):
+        if not same_base(bases[0], b):
+            raise MergeError(f"base models differ: {rows[0]['name']} is on {bases[0]!r}, {r['name']} on {b!r}")
+    sets = [set(f.modules) for f in factors]
+    common = set.intersection(*sets)
+    if any(s != common for s in sets):
+        diff = next((f, s - common) for f, s in zip(factors, sets) if s != common)
+        leafs = lambda ms: sorted({m.rsplit(".", 1)[-1] for m in ms})  # noqa: E731
+        msg = (f"target modules differ: {diff[0].name} adapts {len(diff[1])} module(s) the others lack "
+               f"(e.g. {sorted(diff[1])[0]}; targets {[leafs(s) for s in sets]})")
+        if not allow_partial:
+            raise MergeError(msg + "; pass --allow-partial to merge the common modules")
+        if not common:
+            raise MergeError(msg + "; and no module is common to all of them")
+    for m in common:
+        shapes = {(tuple(f.A[m].shape[1:]), tuple(f.B[m].shape[:1])) for f in factors}
+        if len(shapes) != 1:
+            raise MergeError(f"module {m}: input/output sizes differ between adapters ({sorted(shapes)})")
+    modules = [m for m in factors[0].modules if m in common]
+    return ComposeInputs(names=[r["name"] for r in rows], rows=rows, factors=factors, modules=modules,
+                         blocks={m: factors[0].blocks[m] for m in modules}, base_model=bases[0],
+                         pool=rows[0]["pool"])
+
+
+def _by_block(inp: ComposeInputs) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for m in inp.modules:
+        out.setdefault(inp.blocks[m], []).append(m)
+    return out
+
+
+def _lasrc_config(p: dict[str, Any]):
+    from .merge.lasrc import LasrcConfig
+
+    return LasrcConfig(tau=p["tau"], alpha_max=p["alpha_max"], floor=p["floor"], guard=p["guard"], kappa=p["kappa"],
+                       align=p["align"], fixed_alpha=p["fixed_alpha"], norm_rescale=not p["no_norm_rescale"],
+                       no_pruning=p["no_pruning"], use_floor=not p["no_floor"], use_guard=not p["no_guard"])
+
+
+def _lasrc_row(block: str, st, names: list[str]) -> dict[str, Any]:
+    return {"block": block, "coefficients": [round(float(g), 6) for g in st.gamma], "overlap": st.overlap,
+            "alpha": st.alpha, "retained": len(st.kept), "guarded": st.guarded, "res_ratio": st.res_ratio}
+
+
+def compose_inputs(inp: ComposeInputs, weights: list[float] | None, spec: MergerSpec,
+                   progress: Callable[[int, int], None] | None = None) -> Composition:
+    """Run the merger over every block and module. Pure with respect to the inputs (nothing is written)."""
+    import torch
+
+    k = len(inp.factors)
+    w_list = weights if weights is not None else [1.0 / k] * k
+    if len(w_list) != k:
+        raise MergeError(f"{len(w_list)} weights for {k} adapters")
+    if all(x == 0 for x in w_list):
+        raise MergeError("all weights are zero: the composition would be empty")
+    if any(not math.isfinite(x) for x in w_list):
+        raise MergeError(f"weights must be finite, got {w_list}")
+    w = torch.tensor(w_list, dtype=torch.float64)
+    comp = Composition(spec=spec, weights=w_list, inputs=inp)
+    t0 = time.perf_counter()
+    blocks = _by_block(inp)
+    for i, (block, mods) in enumerate(blocks.items()):
+        if spec.dense:
+            _dense_block(comp, block, mods, w)
+        else:
+            _factor_block(comp, block, mods, w)
+        if progress:
+            progress(i + 1, len(blocks))
+    comp.seconds = time.perf_counter() - t0
+    if all(float(comp.delta(m).abs().max()) == 0 for m in inp.modules):
+        raise MergeError(f"{spec.name} produced an all-zero update (check the weights and the inputs)")
+    return comp
+
+
+def _factor_block(comp: Composition, block: str, mods: list[str], w: "torch.Tensor") -> None:
+    from .merge.factor import lorahub_factors, weighted_concat
+
+    fs, spec = comp.inputs.factors, comp.spec
+    A = lambda m: [f.A[m] for f in fs]  # noqa: E731
+    B = lambda m: [f.B[m] for f in fs]  # noqa: E731
+    S = lambda m: [f.scaling[m] for f in fs]  # noqa: E731
+    if spec.op.name == "lasrc":
+        from .merge.lasrc import block_gram, lasrc_gram
+
+        G = block_gram([f.A for f in fs], [f.B for f in fs], [f.scaling for f in fs], mods)  # (K, K)
+        st = lasrc_gram(G, w, _lasrc_config(spec.params))
+        for m in mods:
+            comp.A[m], comp.B[m] = weighted_concat(A(m), B(m), S(m), st.gamma)
+        comp.blocks.append(_lasrc_row(block, st, comp.inputs.names))
+        return
+    for m in mods:
+        if spec.op.name == "lorahub":
+            comp.A[m], comp.B[m] = lorahub_factors(A(m), B(m), S(m), w)
+        else:  # linear, cat
+            comp.A[m], comp.B[m] = weighted_concat(A(m), B(m), S(m), w)
+    comp.blocks.append({"block": block, "coefficients": [round(float(x), 6) for x in w], "modules": len(mods),
+                        "rank": int(comp.A[mods[0]].shape[0])})
+
+
+def _dense_block(comp: Composition, block: str, mods: list[str], w: "torch.Tensor") -> None:
+    import torch
+
+    from .merge import dense as D
+
+    fs, spec, names = comp.inputs.factors, comp.spec, comp.inputs.names
+    p = spec.params
+    deltas: dict[str, torch.Tensor] = {}
+    for m in mods:
+        d = torch.stack([f.delta(m) for f in fs])  # (K, d_out, d_in)
+        if spec.sdp is not None:
+            q = spec.sdp
+            d = torch.stack([D.sdp(d[n], q["drop_rate"], q["seed"], names[n], m, rescale=q["rescale"],
+                                   preserve_norm=q["preserve_norm"]) for n in range(len(fs))])
+        deltas[m] = d
+    wf = w.to(torch.float32)
+    row: dict[str, Any] = {"block": block, "coefficients": [round(float(x), 6) for x in w], "modules": len(mods)}
+    name = spec.op.name
+    if name == "lasrc":
+        from .merge.lasrc import lasrc_dense
+
+        V = torch.cat([deltas[m].reshape(len(fs), -1) for m in mods], dim=1).to(torch.float64)  # (K, D)
+        res, st = lasrc_dense(V, w, _lasrc_config(p))
+        off = 0
+        for m in mods:
+            n = deltas[m][0].numel()
+            comp.dense[m] = res[off:off + n].reshape(deltas[m].shape[1:]).to(torch.float32)
+            off += n
+        row.update(_lasrc_row(block, st, names))
+    else:
+        for m in mods:
+            d = deltas[m]
+            if name in ("linear", "cat"):
+                out = torch.einsum("k,kij->ij", wf, d)
+            elif name == "ties":
+                out = D.ties(d, wf, p["density"], p["sign"])
+            elif name == "magnitude-prune":
+                out = D.prune_and_sum(d, wf, p["density"])
+            elif name == "dare-linear":
+                out = D.dare_linear(d, wf, p["drop_rate"], p["seed"], names, m)
+            elif name == "dare-ties":
+                out = D.dare_ties(d, wf, p["drop_rate"], p["seed"], names, m, p["sign"])
+            else:  # pragma: no cover - the table admits no other dense operator
+                raise MergeError(f"{name} has no dense implementation")
+            comp.dense[m] = out
+    comp.blocks.append(row)
+
+
+def svd_truncate(delta: "torch.Tensor", rank: int) -> tuple["torch.Tensor", "torch.Tensor", float]:
+    """Best rank-``rank`` factors of ``delta`` (Eckart-Young): returns (A (k, d_in), B (d_out, k), relative error)."""
+    import torch
+
+    U, S, Vh = torch.linalg.svd(delta.to(torch.float32), full_matrices=False)
+    k = min(rank, S.numel())
+    total = float(S.pow(2).sum())
+    err = math.sqrt(max(float(S[k:].pow(2).sum()), 0.0) / total) if total > 0 else 0.0
+    return Vh[:k].contiguous(), (U[:, :k] * S[:k]).contiguous(), err
+
+
+@dataclass
+class ComposeResult:
+    out: str | None
+    merged_model: str | None
+    merger: str
+    params: dict[str, Any]
+    weights: list[float]
+    blocks: list[dict[str, Any]]
+    exact: bool
+    rank: int
+    max_rel_error: float
+    seconds: float
+    registered: str | None
+    provenance: dict[str, Any]
+
+
+def provenance(comp: Composition, seed: int | None, rank: int, errors: dict[str, float]) -> dict[str, Any]:
+    spec = comp.spec
+    return {
+        "scalectl_version": __version__,
+        "operator": spec.name,
+        "reference": spec.op.reference,
+        "params": spec.params,
+        "sdp": spec.sdp,
+        "weights": comp.weights,
+        "seed": seed,
+        "inputs": [{"name": r["name"], "pool": r["pool"], "source": r["source"], "sha256": r["sha256"]}
+                   for r in comp.inputs.rows],
+        "base_model": comp.inputs.base_model,
+        "modules": len(comp.inputs.modules),
+        "exact": comp.exact,
+        "rank": rank,
+        "svd_rel_error": errors or None,
+        "blocks": comp.blocks,
+    }
+
+
+def write_adapter(comp: Composition, out: str | Path, rank: int | None = None, overwrite: bool = False,
+                  extra: dict[str, Any] | None = None) -> tuple[dict[str, float], int]:
+    """Write the composition as a PEFT directory (atomically); return (per-module SVD errors, rank)."""
+    import torch
+
+    from .adapters import save_adapter
+
+    inp = comp.inputs
+    errors: dict[str, float] = {}
+    if comp.exact:
+        A, B = comp.A, comp.B
+        rank_out = max(int(a.shape[0]) for a in A.values())
+    else:
+        rank_out = rank or max(int(f.A[m].shape[0]) for f in inp.factors for m in inp.modules)
+        A, B = {}, {}
+        for m in inp.modules:
+            A[m], B[m], errors[m] = svd_truncate(comp.dense[m], rank_out)
+    task_type = next((r.get("task_type") for r in inp.rows if r.get("task_type")), None)
+    prov = provenance(comp, comp.spec.params.get("seed", (comp.spec.sdp or {}).get("seed")), rank_out, errors)
+    prov.update(extra or {})
+    sidecar = {"description": f"{comp.spec.name} composition of {', '.join(inp.names)}",
+               "tags": ["composed", comp.spec.name], "source_task": None, "provenance": prov}
+    save_adapter(out, {m: A[m].to(torch.float32) for m in A}, {m: B[m].to(torch.float32) for m in B},
+                 base_model=inp.base_model, task_type=task_type, overwrite=overwrite,
+                 metadata={"operator": comp.spec.name, "scalectl_version": __version__},
+                 extra_files={PROVENANCE_FILE: json.dumps(prov, indent=2, default=str) + "\n",
+                              "scalectl.json": json.dumps(sidecar, indent=2, default=str) + "\n"})
+    return errors, rank_out
+
+
+def merge_into_base(comp: Composition, out: str | Path, base: str | None = None, overwrite: bool = False) -> Path:
+    """Write a full model with the composed update added to the base weights (atomically)."""
+    import torch
+
+    from .backbone import load_backbone
+    from .fsutil import atomic_dir
+
+    bb = load_backbone(base or comp.inputs.base_model, device="cpu", dtype="float32")
+    params = dict(bb.model.named_modules())
+    fan = any(f.fan_in_fan_out for f in comp.inputs.factors)
+    with torch.no_grad():
+        for m in comp.inputs.modules:
+            mod = params.get(m)
+            if mod is None or not hasattr(mod, "weight"):
+                raise MergeError(f"the base model has no module {m}: is {bb.base.spec!r} the adapters' base?")
+            d = comp.delta(m)
+            d = d.T if fan else d
+            if tuple(mod.weight.shape) != tuple(d.shape):
+                raise MergeError(f"module {m}: base weight {tuple(mod.weight.shape)} vs update {tuple(d.shape)}")
+            mod.weight += d.to(mod.weight.dtype)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        bb.model.save_pretrained(str(tmp), safe_serialization=True)
+        bb.tokenizer.save_pretrained(str(tmp))
+        (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance(comp, None, 0, {}), indent=2, default=str) + "\n")
+    return Path(out)
+
+
+def compose(reg, names: list[str], weights: list[float] | None = None, merger: str = "linear",
+            params: dict[str, Any] | None = None, out: str | Path | None = None, merge_into: str | Path | None = None,
+            pool: str | None = None, rank: int | None = None, overwrite: bool = False, allow_partial: bool = False,
+            allow_pickle: bool = False, base: str | None = None, register: bool = True, name: str | None = None,
+            progress: Callable[[int, int], None] | None = None) -> ComposeResult:
+    """``scalectl compose``: load, check, merge, write (PEFT dir and/or merged model), register."""
+    if out is None and merge_into is None:
+        raise MergeError("give --out DIR (a PEFT adapter) and/or --merge-into-base DIR (a merged model)")
+    if rank is not None and rank < 1:
+        raise MergeError(f"--rank must be >= 1, got {rank}")
+    spec = resolve_merger(merger, params)
+    for target in (out, merge_into):
+        if target is not None and Path(target).exists() and not overwrite:
+            raise MergeError(f"output directory {target} exists; pass --overwrite to replace it")
+    inp = load_inputs(reg, names, pool, allow_partial=allow_partial, allow_pickle=allow_pickle)
+    comp = compose_inputs(inp, weights, spec, progress=progress)
+    errors: dict[str, float] = {}
+    rank_out = 0
+    registered = None
+    if out is not None:
+        errors, rank_out = write_adapter(comp, out, rank=rank, overwrite=overwrite)
+        if register:
+            res = reg.add_sources([str(out)], pool=inp.pool, name=name or Path(out).name, replace=overwrite)
+            registered = f"{res.pool}:{res.added[0]['name']}"
+    if merge_into is not None:
+        merge_into_base(comp, merge_into, base=base, overwrite=overwrite)
+    return ComposeResult(
+        out=str(out) if out else None, merged_model=str(merge_into) if merge_into else None, merger=spec.name,
+        params={**spec.params, **({f"sdp.{k}": v for k, v in spec.sdp.items()} if spec.sdp else {})},
+        weights=comp.weights, blocks=comp.blocks, exact=comp.exact, rank=rank_out,
+        max_rel_error=max(errors.values(), default=0.0), seconds=comp.seconds, registered=registered,
+        provenance=provenance(comp, None, rank_out, errors),
+    )

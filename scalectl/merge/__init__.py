@@ -1,0 +1,1 @@
+"""Merge operators: pure tensor functions and the name -> operator table."""
