@@ -407,7 +407,6 @@ def save_adapter(
     ``target_modules`` is an exact full-match regex over the written modules, so PEFT
     attaches LoRA to exactly these modules and no others.
     """
-    import torch
     from safetensors.torch import save_file
 
     if not A:

