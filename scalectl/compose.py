@@ -175,12 +175,22 @@ def _factor_block(comp: Composition, block: str, mods: list[str], w: "torch.Tens
     B = lambda m: [f.B[m] for f in fs]  # noqa: E731
     S = lambda m: [f.scaling[m] for f in fs]  # noqa: E731
     if spec.op.name == "lasrc":
-        from .merge.lasrc import block_gram, lasrc_gram
+        import torch
 
-        G = block_gram([f.A for f in fs], [f.B for f in fs], [f.scaling for f in fs], mods)  # (K, K)
-        st = lasrc_gram(G, w, _lasrc_config(spec.params))
-        for m in mods:
-            comp.A[m], comp.B[m] = weighted_concat(A(m), B(m), S(m), st.gamma)
+        from .merge.lasrc import lasrc_gram, module_gram
+
+        k = len(fs)
+        G = torch.zeros(k, k, dtype=torch.float64)  # (K, K)
+        stacked = {}
+        for m in mods:  # stack once: the Gram and the output share A' = [A1; ...; AK] and [s1 B1 | ... | sK BK]
+            a, b = weighted_concat(A(m), B(m), S(m), torch.ones(k))  # (R, d_in), (d_out, R)
+            owner = torch.cat([torch.full((x.shape[0],), n) for n, x in enumerate(A(m))])  # (R,)
+            G += module_gram(a, b, owner, k)
+            stacked[m] = (a, b, owner)
+        st = lasrc_gram((G + G.T) / 2, w, _lasrc_config(spec.params))
+        gamma = st.gamma.to(torch.float32)
+        for m, (a, b, owner) in stacked.items():
+            comp.A[m], comp.B[m] = a, b * gamma[owner]  # (d_out, R): per-block coefficients folded into B
         comp.blocks.append(_lasrc_row(block, st, comp.inputs.names))
         return
     for m in mods:
