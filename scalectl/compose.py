@@ -132,7 +132,7 @@ def _lasrc_config(p: dict[str, Any]):
                        no_pruning=p["no_pruning"], use_floor=not p["no_floor"], use_guard=not p["no_guard"])
 
 
-def _lasrc_row(block: str, st, names: list[str]) -> dict[str, Any]:
+def _lasrc_row(block: str, st) -> dict[str, Any]:
     return {"block": block, "coefficients": [round(float(g), 6) for g in st.gamma], "overlap": st.overlap,
             "alpha": st.alpha, "retained": len(st.kept), "guarded": st.guarded, "res_ratio": st.res_ratio}
 
@@ -191,7 +191,7 @@ def _factor_block(comp: Composition, block: str, mods: list[str], w: "torch.Tens
         gamma = st.gamma.to(torch.float32)
         for m, (a, b, owner) in stacked.items():
             comp.A[m], comp.B[m] = a, b * gamma[owner]  # (d_out, R): per-block coefficients folded into B
-        comp.blocks.append(_lasrc_row(block, st, comp.inputs.names))
+        comp.blocks.append(_lasrc_row(block, st))
         return
     for m in mods:
         if spec.op.name == "lorahub":
@@ -230,7 +230,7 @@ def _dense_block(comp: Composition, block: str, mods: list[str], w: "torch.Tenso
             n = deltas[m][0].numel()
             comp.dense[m] = res[off:off + n].reshape(deltas[m].shape[1:]).to(torch.float32)
             off += n
-        row.update(_lasrc_row(block, st, names))
+        row.update(_lasrc_row(block, st))
     else:
         for m in mods:
             d = deltas[m]

@@ -54,10 +54,8 @@ def table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]], ti
     t = Table(title=title, caption=caption, header_style="bold")
     for _, header in columns:
         t.add_column(header, overflow="fold")
-    n = 0
     for r in rows:
         t.add_row(*[_fmt(r.get(k)) for k, _ in columns])
-        n += 1
     console.print(t)
 
 

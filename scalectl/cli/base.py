@@ -16,16 +16,13 @@ BaseOpt = Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE"
 def prepare(base: BaseOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Convert/cache the base model (once) and load it; print where it lives and the load time."""
     from .. import report
-    from ..backbone import load_backbone
+    from ..backbone import load_backbone, model_dir
 
     bb = load_backbone(base, progress=report.info)
     n = sum(p.numel() for p in bb.model.parameters())
     out = {"base": bb.base.spec, "canonical": bb.base.canonical, "kind": bb.base.kind,
-           "path": str(getattr(bb.model.config, "_name_or_path", "")), "parameters": n,
+           "path": model_dir(bb.base), "parameters": n,
            "device": bb.device, "load_seconds": round(bb.load_seconds, 3)}
-    from ..backbone import model_dir
-
-    out["path"] = model_dir(bb.base)
     if as_json:
         report.emit_json(out)
     else:
