@@ -239,9 +239,56 @@ def format_prompts(bb: Backbone, prompts: list[str]) -> list[str]:
             for p in prompts]
 
 
-def generate_greedy(bb: Backbone, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 16) -> list[str]:
-    """Batched greedy decoding (left padding, KV cache); returns the decoded continuations."""
+_NEWLINE_IDS: dict[int, Any] = {}
+
+
+def newline_token_ids(tok) -> "Any":
+    """Ids of every vocabulary token whose text contains a newline (cached per tokenizer)."""
     import torch
+
+    key = id(tok)
+    if key not in _NEWLINE_IDS:
+        vocab = tok.get_vocab()
+        ids = [i for i in sorted(vocab.values()) if "\n" in tok.decode([i])]
+        _NEWLINE_IDS[key] = torch.tensor(ids, dtype=torch.long)
+    return _NEWLINE_IDS[key]
+
+
+def _newline_stopper(tok, start: int):
+    """A per-row stopping criterion: a row is done at a newline that follows some generated content."""
+    import torch
+    from transformers import StoppingCriteria
+
+    nl = newline_token_ids(tok)
+
+    class StopAtNewline(StoppingCriteria):
+        def __init__(self) -> None:
+            self.seen: torch.Tensor | None = None
+
+        def __call__(self, input_ids, scores, **kwargs):
+            last = input_ids[:, -1]
+            is_nl = torch.isin(last, nl.to(last.device))
+            if input_ids.shape[1] <= start:
+                return torch.zeros_like(is_nl)
+            if self.seen is None:
+                self.seen = torch.zeros_like(is_nl)
+            done = is_nl & self.seen
+            self.seen = self.seen | ~is_nl
+            return done
+
+    return StopAtNewline()
+
+
+def generate_greedy(bb: Backbone, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 16,
+                    stop_at_newline: bool = False, on_batch: Any = None) -> list[str]:
+    """Batched greedy decoding (chat template when the tokenizer has one, left padding, KV cache).
+
+    Returns the decoded continuations, stripped. With ``stop_at_newline`` a row stops at the
+    first newline after some content (and at EOS, always); the text after it is dropped.
+    ``on_batch(n)`` is called after each batch with the number of prompts it decoded.
+    """
+    import torch
+    from transformers import StoppingCriteriaList
 
     tok, model = bb.tokenizer, bb.model
     texts = format_prompts(bb, prompts)
@@ -252,11 +299,21 @@ def generate_greedy(bb: Backbone, prompts: list[str], max_new_tokens: int = 32, 
         for i in range(0, len(texts), batch_size):
             enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=bb.is_seq2seq)
             enc = {k: v.to(bb.device) for k, v in enc.items()}
+            start = 1 if bb.is_seq2seq else enc["input_ids"].shape[1]
+            extra = {}
+            if stop_at_newline:
+                extra["stopping_criteria"] = StoppingCriteriaList([_newline_stopper(tok, start)])
             with torch.inference_mode():
                 gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                     pad_token_id=tok.pad_token_id, use_cache=True)
+                                     pad_token_id=tok.pad_token_id, use_cache=True, **extra)
             new = gen if bb.is_seq2seq else gen[:, enc["input_ids"].shape[1]:]
-            outs += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+            for t in tok.batch_decode(new, skip_special_tokens=True):
+                t = t.strip()
+                if stop_at_newline:
+                    t = t.split("\n", 1)[0].strip()
+                outs.append(t)
+            if on_batch is not None:
+                on_batch(len(new))
     finally:
         tok.padding_side = old_side
     return outs

@@ -1,20 +1,32 @@
 """The main job on the embedded default (``scalectl demo``).
 
-At this stage of the project: prepare the embedded backbone (convert once, then load from
-the cache), decode one prompt greedily, register the pool manifests that ship in
-``registry/`` (the LoRAHub 196-module pool and the iLoRAComp 97-module subset, as
-remote rows fetched on first use), and return what a user should see.
+1. Prepare the embedded backbone (SmolLM2-135M-Instruct; converted once, then cached).
+2. Register the pools that ship in ``registry/``: the scalectl-trained skill pool
+   (``smollm2-skills``, one rank-8 q/v LoRA per synthetic skill) and the FLAN-T5 pool
+   manifests (remote rows, fetched on first use).
+3. For three BBH tasks, evaluate the base model (zero-shot), the ``linear`` composition and
+   the ``lasrc`` composition of the skill pool, with uniform weights ``1/K`` over the whole
+   pool (retrieval and support-weight search arrive with the retrieval issue), every query
+   recorded as a run in the registry.
+4. Return per-task scores and flips of each composition against the base model.
+
+By default each task is capped at its first ``DEMO_LIMIT`` queries (file order) so the
+whole job fits in a few minutes on two CPU cores; ``full=True`` runs every query.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ScalectlError
+from .progress import Progress, ensure
 
-DEMO_PROMPT = "Sort the following words alphabetically: List: pear apple mango"
+DEMO_TASKS = ["bbh/boolean_expressions", "bbh/navigate", "bbh/object_counting"]
+DEMO_POOL = "smollm2-skills"
+DEMO_MERGERS = ["linear", "lasrc"]
+DEMO_LIMIT = 60
 
 
 def shipped_registry_dir() -> Path:
@@ -30,27 +42,60 @@ def shipped_manifests() -> list[Path]:
     return sorted(p for p in shipped_registry_dir().glob("*.toml"))
 
 
-def run_demo(base: str | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    from .backbone import generate_greedy, load_backbone
+def run_demo(base: str | None = None, full: bool = False, limit: int | None = None, tasks: list[str] | None = None,
+             bbh_dir: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    from .backbone import load_backbone
+    from .evaluate import compare_runs, run_eval
     from .registry import Registry
+    from .tasks import bbh
 
-    say = progress or (lambda s: None)
-    say("loading the base model (the first run converts the embedded GGUF once)")
-    bb = load_backbone(base, progress=say)
-    t0 = time.perf_counter()
-    out = generate_greedy(bb, [DEMO_PROMPT], max_new_tokens=24)[0]
-    gen_s = time.perf_counter() - t0
+    prog = ensure(progress)
+    t_start = time.perf_counter()
+    limit = None if full else (limit or DEMO_LIMIT)
+    task_objs = bbh.load_tasks(tasks or DEMO_TASKS, bbh_dir)  # bad task names fail before anything loads
+    prog.log("loading the base model (the first run converts the embedded GGUF once, ~25 s)")
+    bb = load_backbone(base)
     reg = Registry()
-    added = []
+    registered = []
     for m in shipped_manifests():
-        say(f"registering {m.name}")
         res = reg.add_sources(manifest=m, replace=True)
-        added.append({"manifest": m.name, "pool": res.pool, "adapters": len(res.added), "warnings": res.warnings})
+        registered.append({"manifest": m.name, "pool": res.pool, "adapters": len(res.added), "warnings": res.warnings})
+    pool_rows = reg.list(pool=DEMO_POOL)
+    if not pool_rows:
+        raise ScalectlError(f"the demo pool {DEMO_POOL!r} is empty: registry/{DEMO_POOL}.toml is missing from this install")
+    names = [r["name"] for r in pool_rows]
+    prog.log(f"registered {sum(r['adapters'] for r in registered)} adapters; composing {len(names)} skill adapters "
+             f"of pool {DEMO_POOL} with uniform weights 1/{len(names)}")
+    cap = f"first {limit} queries per task (pass --full for all)" if limit else "all queries"
+    prog.log(f"evaluating {', '.join(t.name for t in task_objs)}: {cap}")
+    runs: dict[str, Any] = {}
+    runs["zero-shot"] = run_eval(task_objs, reg=reg, bb=bb, base_only=True, limit=limit, label="demo", progress=prog)
+    for merger in DEMO_MERGERS:
+        runs[merger] = run_eval(task_objs, reg=reg, bb=bb, adapters=names, pool=DEMO_POOL, merger=merger, limit=limit,
+                                label="demo", progress=prog)
+    base_id = runs["zero-shot"].run_id
+    flips = {m: compare_runs(reg, runs[m].run_id, base_id) for m in DEMO_MERGERS}
+    rows = []
+    for t in task_objs:
+        row: dict[str, Any] = {"task": t.name}
+        for m, r in runs.items():
+            ts = next(s for s in r.tasks if s.task == t.name)
+            row["n"] = ts.n
+            row[m] = ts.accuracy
+            row[f"{m}_extracted"] = ts.extracted_accuracy
+        for m in DEMO_MERGERS:
+            f = flips[m]["tasks"][t.name]
+            row[f"{m}_flips"] = {"i2c": f["i2c"], "c2i": f["c2i"], "unchanged": f["unchanged"]}
+        rows.append(row)
+    macro = {m: r.macro_accuracy for m, r in runs.items()}
     return {
         "base": {"spec": bb.base.spec, "canonical": bb.base.canonical, "device": bb.device,
                  "load_seconds": round(bb.load_seconds, 2)},
-        "generation": {"prompt": DEMO_PROMPT, "output": out, "seconds": round(gen_s, 2)},
-        "registered": added,
-        "pools": reg.pools(),
-        "registry": str(reg.path),
+        "pool": DEMO_POOL, "adapters": names, "weights": "uniform 1/K", "limit": limit,
+        "tasks": rows, "macro": macro,
+        "flips_total": {m: flips[m]["total"] for m in DEMO_MERGERS},
+        "runs": {m: r.run_id for m, r in runs.items()},
+        "seconds": {"total": round(time.perf_counter() - t_start, 1),
+                    **{m: round(r.decode_seconds + r.compose_seconds, 1) for m, r in runs.items()}},
+        "registered": registered, "registry": str(reg.path),
     }

@@ -31,3 +31,11 @@ class BackboneError(ScalectlError):
 
 class HubError(ScalectlError):
     """A hub id could not be resolved (offline, missing from cache, or not an adapter)."""
+
+
+class TaskError(ScalectlError):
+    """A task, suite, skill or benchmark file is unknown or malformed."""
+
+
+class EvalError(ScalectlError):
+    """An evaluation or training run could not be set up or recorded."""

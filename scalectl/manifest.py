@@ -38,6 +38,7 @@ from .hub import HUB_PREFIX
 ENTRY_FIELDS = {
     "name", "source", "source_task", "description", "tags", "examples", "examples_file",
     "r", "lora_alpha", "target_modules", "base_model", "task_type", "use_rslora", "use_dora", "note",
+    "provenance", "sha256",
 }
 _BARE_REPO = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 

@@ -8,6 +8,10 @@ Tables (open them with any SQLite tool):
   patterns, alpha, scaling, DoRA flag, target modules, module/block counts, dtype,
   sha256 and size of the weight file, source task, description, tags, timestamps.
 - ``examples``: input/output records per adapter (used to embed adapters).
+- ``runs``: one row per evaluation run: kind, method, status (``running``, ``done``,
+  ``failed``), base model, the whole config and the summary as JSON.
+- ``records``: one row per (run, task, query): input hash, raw output, prediction,
+  normalized prediction, reference, correct, extracted answer and its correctness, extra JSON.
 - ``_migrations``: which schema migrations have run.
 
 Every write happens inside one ``BEGIN IMMEDIATE`` transaction: a failed call leaves the
@@ -73,8 +77,26 @@ def _m001_initial(db) -> None:
     db["examples"].create_index(["adapter_id", "idx"], unique=True)
 
 
+def _m002_runs(db) -> None:
+    # One row per evaluation/training run with its whole config; one record per decoded query.
+    db["runs"].create(
+        {"id": str, "kind": str, "method": str, "label": str, "status": str, "base_model": str, "config": str,
+         "summary": str, "error": str, "created": str, "finished": str, "scalectl_version": str},
+        pk="id", not_null={"kind", "status", "created"},
+    )
+    db["records"].create(
+        {"run_id": str, "task": str, "query_id": str, "idx": int, "input_hash": str, "raw_output": str,
+         "prediction": str, "normalized": str, "reference": str, "correct": int, "extracted": str,
+         "extracted_correct": int, "extra": str},
+        pk=("run_id", "task", "query_id"), not_null={"run_id", "task", "query_id", "correct"},
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["records"].create_index(["run_id", "task"])
+
+
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_initial", _m001_initial),
+    ("002_runs", _m002_runs),
 ]
 
 
@@ -278,7 +300,12 @@ class Registry:
     def _candidate_from_entry(self, e: ManifestEntry, fields: dict[str, Any], allow_pickle: bool, fetch: bool) -> Candidate:
         if e.is_hub:
             return self.candidate_from_hub(e.source, e.name, allow_pickle=allow_pickle, fields=fields, fetch=fetch)
-        return self.candidate_from_path(e.source, e.name, allow_pickle=allow_pickle, fields=fields)
+        c = self.candidate_from_path(e.source, e.name, allow_pickle=allow_pickle, fields=fields)
+        want = fields.get("sha256")
+        if want and c.info is not None and c.info.sha256 != want:
+            raise IntegrityError(f"{c.info.weight_file}: sha256 {c.info.sha256[:12]}... does not match the manifest's "
+                                 f"{str(want)[:12]}... (the file changed since the manifest was written)")
+        return c
 
     def add_sources(self, sources: list[str] | None = None, manifest: str | Path | None = None,
                     pool: str | None = None, name: str | None = None, base_model: str | None = None,
@@ -487,3 +514,68 @@ class Registry:
     def load_factors(self, name: str, pool: str | None = None, allow_pickle: bool = False) -> LoraFactors:
         row, info = self.open_adapter(name, pool, allow_pickle=allow_pickle)
         return load_factors(info, name=row["name"])
+
+    # -- runs and per-query records
+
+    def create_run(self, kind: str, method: str, config: dict[str, Any], base_model: str | None = None,
+                   label: str | None = None) -> str:
+        import secrets
+
+        from . import __version__
+
+        run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        with self.transaction() as db:
+            db["runs"].insert({"id": run_id, "kind": kind, "method": method, "label": label, "status": "running",
+                               "base_model": base_model, "config": json.dumps(config, default=str), "created": _now(),
+                               "scalectl_version": __version__})
+        return run_id
+
+    def add_records(self, run_id: str, records: list[dict[str, Any]]) -> None:
+        rows = [{**r, "run_id": run_id, "correct": int(bool(r["correct"])),
+                 "extracted_correct": None if r.get("extracted_correct") is None else int(bool(r["extracted_correct"])),
+                 "extra": json.dumps(r["extra"]) if r.get("extra") is not None else None} for r in records]
+        with self.transaction() as db:
+            db["records"].insert_all(rows, replace=True)
+
+    def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
+        with self.transaction() as db:
+            db["runs"].update(run_id, {"status": status, "summary": json.dumps(summary, default=str) if summary else None,
+                                       "error": error, "finished": _now()})
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        rows = list(self.db.query("select * from runs where id = ? or id like ? order by id", [run_id, run_id + "%"]))
+        exact = [r for r in rows if r["id"] == run_id]
+        if exact:
+            rows = exact
+        if not rows:
+            raise RegistryError(f"no run {run_id!r}; `scalectl runs list` shows the runs")
+        if len(rows) > 1:
+            raise RegistryError(f"run id prefix {run_id!r} matches {len(rows)} runs; give more of it")
+        r = dict(rows[0])
+        for k in ("config", "summary"):
+            r[k] = json.loads(r[k]) if r.get(k) else None
+        return r
+
+    def runs(self, kind: str | None = None, method: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        where, args = [], []
+        for col, val in (("kind", kind), ("method", method), ("status", status)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        sql = "select * from runs" + (" where " + " and ".join(where) if where else "") + " order by created, id"
+        out = []
+        for r in self.db.query(sql, args):
+            r = dict(r)
+            for k in ("config", "summary"):
+                r[k] = json.loads(r[k]) if r.get(k) else None
+            out.append(r)
+        return out
+
+    def records(self, run_id: str, task: str | None = None) -> list[dict[str, Any]]:
+        sql = "select * from records where run_id = ?" + (" and task = ?" if task else "") + " order by task, idx"
+        out = []
+        for r in self.db.query(sql, [run_id] + ([task] if task else [])):
+            r = dict(r)
+            r["extra"] = json.loads(r["extra"]) if r.get("extra") else None
+            out.append(r)
+        return out

@@ -9,23 +9,21 @@ import typer
 
 def demo(
     base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model (default: smollm2-135m).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Evaluate every query (default: the first 60 per task).")] = False,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Queries per task (default 60).")] = None,
+    bbh_dir: Annotated[Optional[str], typer.Option("--bbh-dir", envvar="SCALECTL_BBH_DIR", help="Directory of BBH <task>.json files.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Prepare the embedded default, decode one prompt, register the shipped pool manifests, list them."""
+    """Register the demo skill pool, compose it (linear, lasrc) for three BBH tasks, evaluate, show scores and flips."""
     from .. import report
-    from ..demo import run_demo
+    from ..demo import DEMO_MERGERS, run_demo
 
-    res = run_demo(base, progress=None if as_json else report.info)
+    with report.RichProgress(enabled=not as_json) as prog:
+        res = run_demo(base, full=full, limit=limit, bbh_dir=bbh_dir, progress=prog)
     if as_json:
         report.emit_json(res)
         return
     for r in res["registered"]:
         for w in r["warnings"]:
             report.warn(f"{r['manifest']}: {w}")
-    b, g = res["base"], res["generation"]
-    report.table([{**b, "prompt": g["prompt"], "output": g["output"], "decode_seconds": g["seconds"]}],
-                 [("spec", "base"), ("canonical", "model"), ("device", "device"), ("load_seconds", "load s"),
-                  ("prompt", "prompt"), ("output", "greedy output"), ("decode_seconds", "decode s")],
-                 title="embedded default")
-    report.pools(res["pools"])
-    report.info(f"registry: {res['registry']}  (scalectl pool list --pool POOL shows the adapters)")
+    report.demo_result(res, DEMO_MERGERS)

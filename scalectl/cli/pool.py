@@ -175,3 +175,58 @@ def inspect(name: Annotated[str, typer.Argument(help="Adapter name (or POOL:NAME
     else:
         report.table(rows, [("block", "block"), ("modules", "modules"), ("rank", "rank"), ("delta_norm", "||dW||_F")],
                      title=f"{f.name}: update norm per block (from factors)")
+
+
+@app.command("train")
+def train(
+    skill: Annotated[Optional[str], typer.Option("--skill", "-s", help="Synthetic skill to train on (--list shows them).")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model (default: smollm2-135m).")] = None,
+    rank: Annotated[int, typer.Option("--rank", "-r", help="LoRA rank.")] = 8,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="lora_alpha (default 2 x rank).")] = None,
+    targets: Annotated[Optional[str], typer.Option("--targets", help="Comma-separated module names (default: q and v projections).")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.")] = 60,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the data, the LoRA init and the batch order.")] = 0,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (warm-up, then cosine decay to 10%).")] = 1e-3,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Examples per step.")] = 8,
+    max_len: Annotated[int, typer.Option("--max-len", help="Tokens per example (prompt truncated from the left).")] = 128,
+    heldout: Annotated[int, typer.Option("--heldout", help="Held-out generated examples for checkpoint selection.")] = 32,
+    eval_every: Annotated[int, typer.Option("--eval-every", help="Measure the held-out loss every N steps.")] = 10,
+    name: Annotated[Optional[str], typer.Option("--name", help="Adapter name (default: the skill name).")] = None,
+    pool: Annotated[str, typer.Option("--pool", "-p", envvar="SCALECTL_POOL", help="Pool to register into.")] = "skills",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: SCALECTL_HOME/adapters/POOL/NAME).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, ... (default: cuda when present).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output and registry entry.")] = False,
+    no_register: Annotated[bool, typer.Option("--no-register", help="Only write the adapter directory.")] = False,
+    list_skills: Annotated[bool, typer.Option("--list", help="List the skills and exit.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a LoRA adapter on a synthetic skill (never on BBH), keep the best held-out checkpoint, register it."""
+    from .. import report
+    from ..errors import TaskError
+    from ..tasks import skills
+
+    if list_skills:
+        rows = [{"skill": s.name, "format": s.answer_format, "description": s.description, "example": s.make(__import__("random").Random(0))[0]}
+                for s in skills.SKILLS.values()]
+        if as_json:
+            report.emit_json(rows)
+        else:
+            report.table(rows, [("skill", "skill"), ("format", "answer format"), ("description", "description")],
+                         title=f"skills ({len(rows)})")
+        return
+    if not skill:
+        raise TaskError("no skill given: pass --skill NAME (scalectl pool train --list shows them)")
+    from ..train import TrainConfig, train_skill
+
+    cfg = TrainConfig(skill=skill, base=base, rank=rank, alpha=alpha,
+                      targets=[t.strip() for t in targets.split(",") if t.strip()] if targets else None,
+                      steps=steps, seed=seed, lr=lr, batch_size=batch_size, max_len=max_len, heldout=heldout,
+                      eval_every=eval_every)
+    skills.get_skill(skill)  # unknown skill: fail before loading anything
+    with report.RichProgress(enabled=not as_json) as prog:
+        res = train_skill(cfg, name=name, pool=pool, out=out, overwrite=overwrite, register=not no_register,
+                          device=device, progress=prog)
+    if as_json:
+        report.emit_json(res.to_dict())
+        return
+    report.train_result(res)

@@ -1,0 +1,78 @@
+"""``scalectl runs``: list evaluation runs, show one with its per-query records, compare two."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="Evaluation runs and their per-query records.", no_args_is_help=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@app.command("list")
+def list_runs(
+    method: Annotated[Optional[str], typer.Option("--method", help="Only runs of this method.")] = None,
+    status: Annotated[Optional[str], typer.Option("--status", help="running, done or failed.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the runs in the registry."""
+    from .. import report
+    from ..registry import Registry
+
+    rows = Registry().runs(method=method, status=status)
+    if as_json:
+        report.emit_json(rows)
+    else:
+        report.runs(rows)
+
+
+@app.command("show")
+def show(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    records: Annotated[bool, typer.Option("--records", help="Also print every query record.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a run's config, its per-task scores, and optionally its records."""
+    from .. import report
+    from ..registry import Registry
+
+    reg = Registry()
+    run = reg.run(run_id)
+    recs = reg.records(run["id"]) if records or as_json else []
+    if as_json:
+        report.emit_json({**run, "records": recs})
+        return
+    s = run.get("summary") or {}
+    report.table([{"task": t["task"], "n": t["n"], "em": f"{100 * t['accuracy']:.1f}",
+                   "x": f"{100 * t['extracted_accuracy']:.1f}"} for t in s.get("tasks", [])],
+                 [("task", "task"), ("n", "queries"), ("em", "EM %"), ("x", "extractor %")],
+                 title=f"{run['method']} run {run['id']} ({run['status']})",
+                 caption=f"macro EM {100 * s['macro_accuracy']:.1f}%" if s.get("macro_accuracy") is not None else run.get("error"))
+    if records:
+        report.table(recs, [("task", "task"), ("query_id", "query"), ("prediction", "prediction"),
+                            ("reference", "reference"), ("correct", "correct")], title="records")
+
+
+@app.command("compare")
+def compare(
+    run_id: Annotated[str, typer.Argument(help="The run to compare.")],
+    baseline: Annotated[str, typer.Argument(help="The baseline run (same queries).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Flips of a run against a baseline on the same queries (incorrect-to-correct, correct-to-incorrect)."""
+    from .. import report
+    from ..evaluate import compare_runs
+    from ..registry import Registry
+
+    reg = Registry()
+    res = compare_runs(reg, reg.run(run_id)["id"], reg.run(baseline)["id"])
+    if as_json:
+        report.emit_json(res)
+        return
+    rows = [{"task": t, **d, "acc": f"{100 * d['accuracy']:.1f}", "bacc": f"{100 * d['baseline_accuracy']:.1f}"}
+            for t, d in res["tasks"].items()]
+    report.table(rows, [("task", "task"), ("n", "queries"), ("bacc", "baseline EM %"), ("acc", "EM %"),
+                        ("i2c", "incorrect->correct"), ("c2i", "correct->incorrect"), ("unchanged", "unchanged")],
+                 title=f"{res['run']} vs {res['baseline']}",
+                 caption=f"macro {100 * res['macro_accuracy']:.1f}% vs {100 * res['baseline_macro_accuracy']:.1f}%")

@@ -1,0 +1,1 @@
+"""Benchmark loaders (BIG-Bench Hard) and seeded synthetic skill generators."""

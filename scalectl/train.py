@@ -1,0 +1,320 @@
+"""``scalectl pool train``: train one LoRA adapter on a synthetic skill and register it.
+
+The data comes from :mod:`scalectl.tasks.skills` (seeded generators; never BBH). Training
+is plain PEFT LoRA with AdamW on the target tokens only (the prompt goes through the
+backbone's chat template exactly as at evaluation time). Every ``eval_every`` steps the
+mean cross-entropy on held-out generated examples is measured; the best checkpoint is
+kept, written as a PEFT directory (bf16 safetensors), and registered with the skill's
+description, example records and the full training provenance (command, seed, steps, loss
+curve, held-out exact match of the base model and of the adapter).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shlex
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .errors import EvalError
+from .progress import Progress, ensure
+
+DEFAULT_POOL = "skills"
+
+
+@dataclass
+class TrainConfig:
+    skill: str
+    base: str | None = None
+    rank: int = 8
+    alpha: float | None = None  # default 2 * rank
+    targets: list[str] | None = None  # default q and v projections
+    steps: int = 60
+    seed: int = 0
+    lr: float = 1e-3
+    batch_size: int = 8
+    max_len: int = 128
+    heldout: int = 32
+    eval_every: int = 10
+    train_examples: int | None = None  # default min(steps * batch_size, 1024)
+    dtype: str = "bfloat16"  # of the saved factors
+
+    def check(self) -> None:
+        for k in ("rank", "steps", "batch_size", "max_len", "heldout", "eval_every"):
+            if getattr(self, k) < 1:
+                raise EvalError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(self, k)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise EvalError(f"--lr must be a positive number, got {self.lr}")
+        if self.dtype not in ("bfloat16", "float16", "float32"):
+            raise EvalError(f"--dtype must be bfloat16, float16 or float32, got {self.dtype!r}")
+
+
+@dataclass
+class TrainResult:
+    name: str
+    pool: str | None
+    path: str
+    skill: str
+    steps: int
+    best_step: int
+    heldout_loss_base: float
+    heldout_loss_best: float
+    heldout_em_base: float
+    heldout_em_best: float
+    seconds: float
+    seconds_per_step: float
+    device: str
+    curve: list[dict[str, float]] = field(default_factory=list)
+    registered: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _default_targets(model) -> list[str]:
+    leaves = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    for pair in (["q_proj", "v_proj"], ["q", "v"], ["query", "value"]):
+        if set(pair) <= leaves:
+            return pair
+    raise EvalError("cannot tell this backbone's query/value projections; pass --targets NAME,NAME")
+
+
+def _encode(bb, examples: list[dict[str, str]], max_len: int) -> list[dict[str, list[int]]]:
+    """Token ids per example: prompt (chat template) and target (+ EOS); the loss covers the target only."""
+    from .backbone import format_prompts
+
+    tok = bb.tokenizer
+    prompts = format_prompts(bb, [e["input"] for e in examples])
+    eos = tok.eos_token or ""
+    out = []
+    for p, e in zip(prompts, examples):
+        tgt = tok(e["target"] + (eos if not bb.is_seq2seq else ""), add_special_tokens=bb.is_seq2seq)["input_ids"]
+        src = tok(p, add_special_tokens=bb.is_seq2seq)["input_ids"]
+        if bb.is_seq2seq:
+            out.append({"src": src[-max_len:], "tgt": tgt[:max_len]})
+        else:
+            tgt = tgt[: max_len - 1]
+            src = src[-(max_len - len(tgt)):]
+            out.append({"src": src, "tgt": tgt})
+    return out
+
+
+def _batch(bb, items: list[dict[str, list[int]]]):
+    import torch
+
+    pad = bb.tokenizer.pad_token_id
+    if bb.is_seq2seq:
+        ls = max(len(i["src"]) for i in items)
+        lt = max(len(i["tgt"]) for i in items)
+        ids = torch.tensor([i["src"] + [pad] * (ls - len(i["src"])) for i in items])
+        att = torch.tensor([[1] * len(i["src"]) + [0] * (ls - len(i["src"])) for i in items])
+        lab = torch.tensor([i["tgt"] + [-100] * (lt - len(i["tgt"])) for i in items])
+        return {"input_ids": ids, "attention_mask": att, "labels": lab}
+    rows = [i["src"] + i["tgt"] for i in items]
+    n = max(len(r) for r in rows)
+    ids = torch.tensor([r + [pad] * (n - len(r)) for r in rows])
+    att = torch.tensor([[1] * len(r) + [0] * (n - len(r)) for r in rows])
+    lab = torch.tensor([[-100] * len(i["src"]) + i["tgt"] + [-100] * (n - len(i["src"]) - len(i["tgt"])) for i in items])
+    return {"input_ids": ids, "attention_mask": att, "labels": lab}
+
+
+def _token_loss(bb, model, batch) -> tuple[Any, int]:
+    """Summed cross-entropy over the target tokens of a batch, and their count."""
+    import torch.nn.functional as F
+
+    batch = {k: v.to(bb.device) for k, v in batch.items()}
+    labels = batch.pop("labels")
+    if bb.is_seq2seq:
+        logits = model(**batch, labels=labels).logits
+        tgt = labels
+    else:
+        logits = model(**batch).logits[:, :-1]
+        tgt = labels[:, 1:]
+    mask = tgt != -100
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.clamp(min=0).reshape(-1), reduction="none")
+    return (loss * mask.reshape(-1)).sum(), int(mask.sum())
+
+
+def heldout_loss(bb, model, encoded, batch_size: int = 16) -> float:
+    import torch
+
+    tot, n = 0.0, 0
+    with torch.inference_mode():
+        for i in range(0, len(encoded), batch_size):
+            s, c = _token_loss(bb, model, _batch(bb, encoded[i:i + batch_size]))
+            tot += float(s)
+            n += c
+    return tot / max(n, 1)
+
+
+def heldout_em(bb, examples: list[dict[str, str]]) -> float:
+    from .backbone import generate_greedy
+    from .tasks.bbh import exact_match
+
+    mx = max(len(bb.tokenizer(e["target"], add_special_tokens=False)["input_ids"]) for e in examples) + 2
+    outs = generate_greedy(bb, [e["input"] for e in examples], max_new_tokens=mx, batch_size=16, stop_at_newline=True)
+    return sum(exact_match(o, e["target"]) for o, e in zip(outs, examples)) / len(examples)
+
+
+def command_line(cfg: TrainConfig, name: str | None, pool: str | None, out: str | None = None) -> str:
+    parts = ["scalectl", "pool", "train", "--skill", cfg.skill]
+    if cfg.base:
+        parts += ["--base", cfg.base]
+    parts += ["--rank", str(cfg.rank), "--alpha", f"{cfg.alpha:g}", "--steps", str(cfg.steps), "--seed", str(cfg.seed),
+              "--lr", f"{cfg.lr:g}", "--batch-size", str(cfg.batch_size), "--max-len", str(cfg.max_len),
+              "--heldout", str(cfg.heldout), "--eval-every", str(cfg.eval_every)]
+    if cfg.targets:
+        parts += ["--targets", ",".join(cfg.targets)]
+    if name:
+        parts += ["--name", name]
+    if pool:
+        parts += ["--pool", pool]
+    if out:
+        parts += ["--out", out]
+    return shlex.join(parts)
+
+
+def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None = DEFAULT_POOL, out: str | Path | None = None,
+                overwrite: bool = False, register: bool = True, reg=None, bb=None, device: str | None = None,
+                progress: Progress | None = None, out_label: str | None = None) -> TrainResult:
+    """Train, keep the best held-out checkpoint, save a PEFT directory atomically, and register it."""
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model, get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    from .backbone import load_backbone, resolve_base, same_base
+    from .fsutil import atomic_dir
+    from .registry import NAME_RE, Registry
+    from .tasks import skills
+
+    prog = ensure(progress)
+    cfg.check()
+    skill = skills.get_skill(cfg.skill)
+    name = name or skill.name
+    if not NAME_RE.match(name):
+        raise EvalError(f"invalid adapter name {name!r}: use letters, digits, '.', '_', '-', '+'")
+    cfg.alpha = float(cfg.alpha if cfg.alpha is not None else 2 * cfg.rank)
+    out = Path(out).expanduser() if out else paths.home() / "adapters" / (pool or DEFAULT_POOL) / name
+    if out.exists() and not overwrite:
+        raise EvalError(f"{out} already exists; pass --overwrite to replace it")
+    base_spec = resolve_base(cfg.base)
+    base_id = base_spec.embedded.hub_id if base_spec.embedded else base_spec.spec
+    if register:
+        reg = reg or Registry()
+        known = {p["name"]: p for p in reg.pools()}
+        if pool in known and known[pool]["base_model"] and not same_base(known[pool]["base_model"], base_id):
+            raise EvalError(f"pool {pool!r} is on {known[pool]['base_model']!r} but the backbone is {base_id!r}; "
+                            "train into another --pool")
+        if any(r["name"] == name for r in reg.list(pool=pool)) and not overwrite:
+            raise EvalError(f"{pool}:{name} is already registered; pass --overwrite to retrain it")
+
+    n_train = cfg.train_examples or min(cfg.steps * cfg.batch_size, 1024)
+    train_ex, held_ex = skills.split(skill.name, n_train, cfg.heldout, seed=cfg.seed)
+
+    if bb is None:
+        prog.log("loading the base model")
+        bb = load_backbone(cfg.base, device=device)
+    model = bb.model
+    targets = cfg.targets or _default_targets(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    t_start = time.perf_counter()
+    prog.log(f"{name}: held-out exact match of the base model")
+    em_base = heldout_em(bb, held_ex)
+
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    task_type = TaskType.SEQ_2_SEQ_LM if bb.is_seq2seq else TaskType.CAUSAL_LM
+    lcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules=targets, lora_dropout=0.0, bias="none",
+                      task_type=task_type)
+    pm = get_peft_model(model, lcfg)
+    try:
+        trainable = [p for p in pm.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.0)
+        warm = max(1, cfg.steps // 10)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))))
+        enc_train = _encode(bb, train_ex, cfg.max_len)
+        enc_held = _encode(bb, held_ex, cfg.max_len)
+        pm.eval()
+        loss0 = heldout_loss(bb, pm, enc_held)
+        curve = [{"step": 0, "heldout_loss": round(loss0, 5)}]
+        best = (loss0, 0, {k: v.detach().clone() for k, v in get_peft_model_state_dict(pm).items()})
+        order: list[int] = []
+        prog.start("train", f"training {name}", cfg.steps)
+        t_train = time.perf_counter()
+        for step in range(1, cfg.steps + 1):
+            if len(order) < cfg.batch_size:
+                idx = list(range(len(enc_train)))
+                rng.shuffle(idx)
+                order += idx
+            take, order = order[:cfg.batch_size], order[cfg.batch_size:]
+            pm.train()
+            s, c = _token_loss(bb, pm, _batch(bb, [enc_train[i] for i in take]))
+            loss = s / max(c, 1)
+            if not torch.isfinite(loss):
+                raise EvalError(f"training loss became {loss.item()} at step {step}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            opt.step()
+            sched.step()
+            desc = f"training {name} loss {loss.item():.3f}"
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                pm.eval()
+                hl = heldout_loss(bb, pm, enc_held)
+                curve.append({"step": step, "train_loss": round(loss.item(), 5), "heldout_loss": round(hl, 5)})
+                if hl < best[0]:
+                    best = (hl, step, {k: v.detach().clone() for k, v in get_peft_model_state_dict(pm).items()})
+                desc += f" held-out {hl:.3f} (best {best[0]:.3f} @ {best[1]})"
+            prog.advance("train", 1, description=desc)
+        prog.finish("train")
+        train_s = time.perf_counter() - t_train
+        # restore the best checkpoint and measure it
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(pm, best[2])
+        pm.eval()
+        prog.log(f"{name}: held-out exact match of the best checkpoint (step {best[1]})")
+        em_best = heldout_em(bb, held_ex)
+        seconds = time.perf_counter() - t_start
+        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[cfg.dtype]
+        tensors = {k: v.to(dtype).contiguous().cpu() for k, v in best[2].items()}
+        provenance = {
+            "trained_by": "scalectl pool train",
+            "command": command_line(cfg, name if name != skill.name else None, pool, out_label),
+            "skill": skill.name, "seed": cfg.seed, "steps": cfg.steps, "config": {**asdict(cfg), "targets": targets},
+            "train_examples": len(train_ex), "heldout_examples": len(held_ex), "best_step": best[1],
+            "heldout_loss_base": round(loss0, 5), "heldout_loss_best": round(best[0], 5),
+            "heldout_em_base": em_base, "heldout_em_best": em_best, "curve": curve,
+            "seconds": round(seconds, 2), "train_seconds": round(train_s, 2), "device": bb.device,
+            "base_model": base_id,
+        }
+        sidecar = {
+            "name": name, "description": skill.description, "source_task": f"skill/{skill.name}",
+            "tags": ["skill", "scalectl-trained", skill.answer_format],
+            "examples": [{"input": e["input"], "output": e["target"]} for e in train_ex[:10]],
+            "provenance": provenance,
+        }
+        lcfg_out = pm.peft_config["default"]
+        lcfg_out.base_model_name_or_path = base_id
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            lcfg_out.save_pretrained(str(tmp))
+            save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+            (tmp / "scalectl.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+    finally:
+        pm.unload()  # the backbone is left as it was (LoRA layers removed)
+        model.eval()
+    res = TrainResult(name=name, pool=pool if register else None, path=str(out), skill=skill.name, steps=cfg.steps,
+                      best_step=best[1], heldout_loss_base=loss0, heldout_loss_best=best[0], heldout_em_base=em_base,
+                      heldout_em_best=em_best, seconds=round(seconds, 2), seconds_per_step=round(train_s / cfg.steps, 3),
+                      device=bb.device, curve=curve)
+    if register:
+        r = reg.add_sources([str(out)], pool=pool, replace=True)
+        res.registered = f"{r.pool}:{name}"
+    return res
