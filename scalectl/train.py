@@ -303,6 +303,7 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
         }
         lcfg_out = pm.peft_config["default"]
         lcfg_out.base_model_name_or_path = base_id
+        lcfg_out.inference_mode = True  # as PeftModel.save_pretrained writes it
         with atomic_dir(out, overwrite=overwrite) as tmp:
             lcfg_out.save_pretrained(str(tmp))
             save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})

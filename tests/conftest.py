@@ -63,3 +63,21 @@ def adapter_copy(tmp_path, llama_adapters):
         shutil.copytree(llama_adapters[i], dst)
         return dst
     return _copy
+
+
+@pytest.fixture(scope="session")
+def embedded_home(tmp_path_factory):
+    """One conversion of the embedded GGUF for the whole session."""
+    from scalectl.backbone import load_backbone
+
+    home = tmp_path_factory.mktemp("embedded-home")
+    old = os.environ.get("SCALECTL_HOME")
+    os.environ["SCALECTL_HOME"] = str(home)
+    try:
+        load_backbone("smollm2-135m", device="cpu")
+    finally:
+        if old is None:
+            os.environ.pop("SCALECTL_HOME")
+        else:
+            os.environ["SCALECTL_HOME"] = old
+    return home

@@ -61,24 +61,6 @@ def test_base_without_tokenizer_is_a_clear_error(tmp_path, llama_base):
         load_backbone(str(d), device="cpu")
 
 
-@pytest.fixture(scope="session")
-def embedded_home(tmp_path_factory):
-    """One conversion of the embedded GGUF for the whole session."""
-    import os
-
-    home = tmp_path_factory.mktemp("embedded-home")
-    old = os.environ.get("SCALECTL_HOME")
-    os.environ["SCALECTL_HOME"] = str(home)
-    try:
-        load_backbone("smollm2-135m", device="cpu")
-    finally:
-        if old is None:
-            os.environ.pop("SCALECTL_HOME")
-        else:
-            os.environ["SCALECTL_HOME"] = old
-    return home
-
-
 @pytest.mark.slow
 def test_embedded_default_generates_5_tokens(embedded_home, monkeypatch):
     from scalectl.backbone import embedded_cache_dir, generate_greedy
