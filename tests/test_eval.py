@@ -177,3 +177,24 @@ def test_real_bbh_file_through_tiny_model(llama_base):
     """The shipped BBH files decode end to end (plain prompts: the tiny tokenizer has no chat template)."""
     res = run_eval("bbh/navigate", base=str(llama_base), base_only=True, bbh_dir=str(SHARED / "data" / "bbh"), limit=3)
     assert res.n_queries == 3 and res.tasks[0].task == "bbh/navigate"
+
+
+def test_registry_from_before_runs_is_migrated(tmp_path):
+    """A registry written before the runs tables existed gains them on first open, adapters kept."""
+    import sqlite3
+
+    import sqlite_utils
+
+    from scalectl.registry import _m001_initial
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(sqlite3.connect(str(path)))
+    db["_migrations"].create({"name": str, "applied": str}, pk="name")
+    _m001_initial(db)
+    db["_migrations"].insert({"name": "001_initial", "applied": "2026-01-01"})
+    db["pools"].insert({"name": "p", "base_model": "x", "created": "2026-01-01"})
+    db.conn.commit()
+    db.conn.close()
+    reg = Registry(path)
+    assert reg.schema_version == 2 and {"runs", "records"} <= set(reg.db.table_names())
+    assert [p["name"] for p in reg.pools()] == ["p"]
