@@ -198,3 +198,13 @@ def test_registry_from_before_runs_is_migrated(tmp_path):
     reg = Registry(path)
     assert reg.schema_version == 2 and {"runs", "records"} <= set(reg.db.table_names())
     assert [p["name"] for p in reg.pools()] == ["p"]
+
+
+def test_seq2seq_backbone_plain_prompts(tiny_bbh, t5_base, t5_adapter):
+    """T5 (no chat template): plain prompts, decoder output; a T5 adapter composes onto it."""
+    reg = Registry()
+    reg.add_sources([str(t5_adapter)], pool="t5pool")
+    res = run_eval("tiny_tf", reg=reg, base=str(t5_base), adapters=["t5-skill"], pool="t5pool", bbh_dir=str(tiny_bbh),
+                   limit=3)
+    run = reg.run(res.run_id)
+    assert run["config"]["prompt"] == "plain" and len(reg.records(res.run_id)) == 3

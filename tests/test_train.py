@@ -111,3 +111,12 @@ def test_cli_train_json(tmp_path, llama_base):
     assert out["registered"] == "skills:parity-check" and out["steps"] == 2
     rows = json.loads(runner.invoke(app, ["pool", "list", "--pool", "skills", "--json"]).stdout)
     assert [x["name"] for x in rows] == ["parity-check"] and rows[0]["r"] == 2
+
+
+def test_train_on_seq2seq_backbone(tmp_path, t5_base):
+    import json as _json
+
+    res = train_skill(_cfg(t5_base, steps=2, eval_every=1), register=False, out=tmp_path / "t5")
+    cfg = _json.loads((tmp_path / "t5" / "adapter_config.json").read_text())
+    assert cfg["task_type"] == "SEQ_2_SEQ_LM" and sorted(cfg["target_modules"]) == ["q", "v"]
+    assert len(res.curve) == 3
