@@ -39,3 +39,7 @@ class TaskError(ScalectlError):
 
 class EvalError(ScalectlError):
     """An evaluation or training run could not be set up or recorded."""
+
+
+class RetrievalError(ScalectlError):
+    """An embedding index or a retrieval request is missing, stale or malformed (unknown view, wrong embedder)."""

@@ -12,6 +12,8 @@ Tables (open them with any SQLite tool):
   ``failed``), base model, the whole config and the summary as JSON.
 - ``records``: one row per (run, task, query): input hash, raw output, prediction,
   normalized prediction, reference, correct, extracted answer and its correctness, extra JSON.
+- ``embeddings``: one vector per (adapter, view) (float32 little-endian BLOB) with its pool, view,
+  recipe, embedder, dim and the sha256 of the embedded text (:mod:`scalectl.index`).
 - ``_migrations``: which schema migrations have run.
 
 Every write happens inside one ``BEGIN IMMEDIATE`` transaction: a failed call leaves the
@@ -94,9 +96,25 @@ def _m002_runs(db) -> None:
     db["records"].create_index(["run_id", "task"])
 
 
+def _m003_embeddings(db) -> None:
+    # One vector per (adapter, view). Raw SQL for ON DELETE SET NULL: removing or replacing an adapter
+    # keeps its row (matched again by name and text hash on the next `scalectl index`, else deleted there).
+    db.execute(
+        "CREATE TABLE embeddings ("
+        " id INTEGER PRIMARY KEY,"
+        " adapter_id INTEGER REFERENCES adapters(id) ON DELETE SET NULL,"
+        " pool TEXT NOT NULL, name TEXT NOT NULL, view TEXT NOT NULL, recipe TEXT NOT NULL,"
+        " embedder TEXT NOT NULL, dim INTEGER NOT NULL, text_hash TEXT NOT NULL, vector BLOB NOT NULL,"
+        " created TEXT NOT NULL)"
+    )
+    db.execute("CREATE UNIQUE INDEX idx_embeddings_adapter_view ON embeddings (adapter_id, view)")
+    db.execute("CREATE INDEX idx_embeddings_pool_view ON embeddings (pool, view)")
+
+
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_initial", _m001_initial),
     ("002_runs", _m002_runs),
+    ("003_embeddings", _m003_embeddings),
 ]
 
 

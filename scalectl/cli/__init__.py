@@ -68,13 +68,17 @@ from . import base as _base  # noqa: E402
 from . import compose as _compose  # noqa: E402
 from . import demo as _demo  # noqa: E402
 from . import eval as _eval  # noqa: E402
+from . import index as _index  # noqa: E402
 from . import pool as _pool  # noqa: E402
+from . import retrieve as _retrieve  # noqa: E402
 from . import runs as _runs  # noqa: E402
 
 app.add_typer(_pool.app, name="pool")
 app.add_typer(_base.app, name="base")
 app.add_typer(_runs.app, name="runs")
 app.command("eval")(_eval.eval_cmd)
+app.command("index")(_index.index_cmd)
+app.command("retrieve")(_retrieve.retrieve_cmd)
 app.command("compose")(_compose.compose)
 app.command("demo")(_demo.demo)
 
