@@ -131,17 +131,28 @@ def run_eval(tasks: str | list[str] | list[bbh.Task], *, reg=None, bb=None, base
              params: dict[str, Any] | None = None, pool: str | None = None, base_only: bool = False,
              bbh_dir: str | None = None, limit: int | None = None, batch_size: int = INFERENCE_BATCH,
              device: str | None = None, label: str | None = None, allow_partial: bool = False,
-             progress: Progress | None = None) -> EvalResult:
-    """Evaluate the base model (``base_only``) or a composition of ``adapters`` on BBH tasks; record every query."""
+             method: Any = None, progress: Progress | None = None) -> EvalResult:
+    """Evaluate on BBH tasks and record every query: the base model (``base_only``), a fixed
+    composition of ``adapters``, or a method (``method``: a :class:`scalectl.methods.MethodConfig`
+    or a method name) that retrieves, searches and composes per task from ``pool``."""
     import contextlib
 
     from .backbone import generate_greedy, load_backbone
+    from .methods import MethodConfig
     from .registry import Registry
     from .stacked import merged_weights
 
     prog = ensure(progress)
-    if base_only == bool(adapters):
-        raise EvalError("give either --base-only or --adapters a,b,c (with --merger)")
+    if isinstance(method, str):
+        method = MethodConfig(method=method)
+    if method is not None and method.method == "zero-shot":
+        base_only, method = True, None
+    if sum([bool(base_only), bool(adapters), method is not None]) != 1:
+        raise EvalError("give exactly one of --base-only, --method M (with --pool), or --adapters a,b,c (with --merger)")
+    if method is not None:
+        method.check()
+        if not pool:
+            raise EvalError(f"--method {method.method} needs --pool: the pool to retrieve adapters from")
     if limit is not None and limit < 1:
         raise EvalError(f"--limit must be at least 1, got {limit}")
     if batch_size < 1:
@@ -155,7 +166,17 @@ def run_eval(tasks: str | list[str] | list[bbh.Task], *, reg=None, bb=None, base
     if adapters:
         prog.log(f"composing {len(adapters)} adapter(s) with {merger}")
         comp = prepare_composition(reg, bb, adapters, weights, merger, params, pool, allow_partial)
-    method = "zero-shot" if base_only else comp.method  # type: ignore[union-attr]
+    mcfg = method
+    if mcfg is not None:
+        from .backbone import same_base
+
+        prow = next((p for p in reg.pools() if p["name"] == pool), None)
+        if prow is None:
+            raise EvalError(f"no pool {pool!r}; `scalectl pool pools` lists them")
+        if not same_base(prow["base_model"], bb.base.canonical):
+            raise EvalError(f"the backbone is {bb.base.spec!r} but pool {pool!r} is on {prow['base_model']!r}; "
+                            f"pass --base {prow['base_model']}")
+    method = "zero-shot" if base_only else (mcfg.method if mcfg is not None else comp.method)  # type: ignore[union-attr]
     plan = [(t, t.queries[:limit] if limit else t.queries) for t in task_objs]
     config = {
         "tasks": [t.name for t in task_objs], "method": method, "bbh_dir": str(task_objs[0].path.parent),
@@ -170,10 +191,12 @@ def run_eval(tasks: str | list[str] | list[bbh.Task], *, reg=None, bb=None, base
         "metric": "normalized exact match: str(x).strip().lower().replace('.', '')",
         "extractor": "first option letter on option tasks, else first line (separate metric)",
         "composition": comp.config if comp else None, "versions": _versions(),
+        "method_config": _method_config(mcfg, pool),
     }
     run_id = reg.create_run("eval", method, config, base_model=bb.base.canonical, label=label)
     total = sum(len(q) for _, q in plan)
     scores: list[TaskScore] = []
+    plans: dict[str, Any] = {}
     t_all = time.perf_counter()
     try:
         ctx = merged_weights(bb.model, comp.deltas) if comp else contextlib.nullcontext()
@@ -182,10 +205,18 @@ def run_eval(tasks: str | list[str] | list[bbh.Task], *, reg=None, bb=None, base
             for task, queries in plan:
                 prog.advance("decode", 0, description=f"{method}: {task.name}")
                 t0 = time.perf_counter()
-                outs = generate_greedy(bb, [e.input for e in queries], max_new_tokens=config["max_new_tokens"][task.name],
-                                       batch_size=batch_size, stop_at_newline=True,
-                                       on_batch=lambda n: prog.advance("decode", n))
+                mx = config["max_new_tokens"][task.name]
+                if mcfg is None:
+                    outs = generate_greedy(bb, [e.input for e in queries], max_new_tokens=mx, batch_size=batch_size,
+                                           stop_at_newline=True, on_batch=lambda n: prog.advance("decode", n))
+                    extras = None
+                else:
+                    outs, extras, tplan = _decode_method(reg, bb, pool, task, queries, mcfg, mx, batch_size, prog)
+                    plans[task.name] = tplan
                 recs = score(task, queries, outs)
+                if extras is not None:
+                    for r, x in zip(recs, extras):
+                        r["extra"] = x
                 reg.add_records(run_id, recs)
                 n = len(recs)
                 c = sum(r["correct"] for r in recs)
@@ -204,6 +235,8 @@ def run_eval(tasks: str | list[str] | list[bbh.Task], *, reg=None, bb=None, base
                      compose_seconds=round(comp.seconds, 3) if comp else 0.0, limit=limit, config=config)
     summary = {k: v for k, v in res.to_dict().items() if k != "config"}
     summary["queries_per_second"] = round(total / decode_s, 3) if decode_s > 0 else None
+    if plans:
+        summary["plans"] = plans
     reg.finish_run(run_id, "done", summary=summary)
     return res
 
@@ -242,3 +275,63 @@ def compare_runs(reg, run_id: str, baseline_id: str) -> dict[str, Any]:
     macro_b = sum(d["baseline_accuracy"] for d in per.values()) / len(per) if per else math.nan
     return {"run": run_id, "baseline": baseline_id, "tasks": per, "total": total, "macro_accuracy": macro,
             "baseline_macro_accuracy": macro_b, "delta": macro - macro_b}
+
+
+def _method_config(mcfg, pool: str | None) -> dict[str, Any] | None:
+    if mcfg is None:
+        return None
+    d = {k: v for k, v in vars(mcfg).items() if k != "search"}
+    d["search"] = vars(mcfg.search)
+    d["pool"] = pool
+    return d
+
+
+def _decode_method(reg, bb, pool: str, task: bbh.Task, queries: list[bbh.Example], mcfg, max_new: int, batch_size: int,
+                   prog: Progress) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
+    """Plan one task with a method (retrieve, search), then decode each group of queries with its update."""
+    import torch
+
+    from .backbone import generate_greedy
+    from .methods import group_deltas, plan_task
+    from .stacked import StackedLora, merged_weights
+
+    plan = plan_task(reg, bb, task, pool, mcfg, queries, progress=prog)
+    outs: list[str | None] = [None] * len(queries)
+    t0 = time.perf_counter()
+    compose_s = 0.0
+    if not plan.groups:  # zero-shot
+        plan_groups = [(None, list(range(len(queries))))]
+    else:
+        plan_groups = [(g, g.queries) for g in plan.groups]
+    for g, qi in plan_groups:
+        prompts = [queries[i].input for i in qi]
+        if g is None:
+            res = generate_greedy(bb, prompts, max_new_tokens=max_new, batch_size=batch_size, stop_at_newline=True,
+                                  on_batch=lambda n: prog.advance("decode", n))
+        elif g.example_weights is not None:  # logo: every candidate a branch, per-query weights
+            factors = [reg.load_factors(n, pool) for n in g.candidates]
+            res = []
+            with StackedLora(bb.model, factors) as st:
+                for i in range(0, len(prompts), batch_size):
+                    st.set_example_weights(torch.as_tensor(g.example_weights[i:i + batch_size]))
+                    res += generate_greedy(bb, prompts[i:i + batch_size], max_new_tokens=max_new, batch_size=batch_size,
+                                           stop_at_newline=True, on_batch=lambda n: prog.advance("decode", n))
+        else:
+            tc = time.perf_counter()
+            deltas = group_deltas(reg, bb, pool, g)
+            compose_s += time.perf_counter() - tc
+            with merged_weights(bb.model, deltas):
+                res = generate_greedy(bb, prompts, max_new_tokens=max_new, batch_size=batch_size, stop_at_newline=True,
+                                      on_batch=lambda n: prog.advance("decode", n))
+        for i, o in zip(qi, res):
+            outs[i] = o
+    plan.seconds["compose"] = round(compose_s, 3)
+    plan.seconds["decode"] = round(time.perf_counter() - t0 - compose_s, 3)
+    extras = [plan.record_extra(i) for i in range(len(queries))]
+    summary = {
+        "support_ids": plan.support_ids, "retrieval": plan.retrieval, "notes": plan.notes, "seconds": plan.seconds,
+        "groups": [{"label": g.label, "merger": g.merger, "candidates": g.candidates,
+                    "weights": [round(w, 6) for w in g.weights], "queries": len(g.queries), "support_loss": g.support_loss,
+                    "search": g.search.to_dict() if g.search else None} for g in plan.groups],
+    }
+    return [o or "" for o in outs], extras, summary

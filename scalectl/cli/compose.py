@@ -27,6 +27,12 @@ def compose(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output directories.")] = False,
     allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Merge only the modules common to all adapters.")] = False,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle")] = False,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="Retrieve candidates for this BBH task from --pool, search "
+                                                "their weights on its support set, and compose them.")] = None,
+    view: Annotated[str, typer.Option("--view", help="With --task: the index view to retrieve with.")] = "balanced",
+    n_global: Annotated[int, typer.Option("--global", help="With --task: candidates retrieved (method.md: 20).")] = 20,
+    steps: Annotated[int, typer.Option("--steps", help="With --task: weight-search steps (method.md: 40).")] = 40,
+    bbh_dir: Annotated[Optional[str], typer.Option("--bbh-dir", envvar="SCALECTL_BBH_DIR", help="Directory of BBH <task>.json files.")] = None,
     list_mergers: Annotated[bool, typer.Option("--list", help="List the mergers with their parameters and exit.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -48,8 +54,10 @@ def compose(
     from ..registry import Registry
 
     names = [a.strip() for a in (adapters or "").split(",") if a.strip()]
-    if not names:
-        raise MergeError("no adapters given: pass --adapters a,b,c (or --list to see the mergers)")
+    if not names and not task:
+        raise MergeError("no adapters given: pass --adapters a,b,c, or --task bbh/TASK --pool P (or --list to see the mergers)")
+    if names and task:
+        raise MergeError("give --adapters or --task, not both")
     params = parse_params(param)
     sdp = merger.lower().startswith("sdp+")
     if density is not None:
@@ -60,6 +68,31 @@ def compose(
         params["sdp.seed" if sdp else "seed"] = str(seed)
         if sdp and merger.lower().split("+", 1)[1].startswith("dare"):
             params["seed"] = str(seed)
+    if task:
+        if not pool:
+            raise MergeError("--task needs --pool: the pool to retrieve adapters from")
+        from ..methods import compose_for_task
+        from ..search import SearchConfig
+
+        out_dir = out or (Path(f"composed-{merger.replace('+', '-')}-{task.split('/')[-1]}") if merge_into_base is None else None)
+        with report.RichProgress(enabled=not as_json) as prog:
+            tc = compose_for_task(Registry(), task, pool, merger=merger, view=view, n_global=n_global,
+                                  search=SearchConfig(steps=steps), bbh_dir=bbh_dir, progress=prog, params=params,
+                                  out=out_dir, merge_into=merge_into_base, rank=rank, overwrite=overwrite,
+                                  register=not no_register, name=name)
+        if as_json:
+            report.emit_json({"task": tc.task, "candidates": tc.candidates, "weights": tc.weights,
+                              "support_loss": tc.search.support_loss, "objective": tc.search.objective,
+                              "search_history": tc.search.history, "retrieval": tc.retrieval,
+                              "result": dict(tc.result.__dict__)})
+            return
+        report.table([{"adapter": n, "weight": f"{w:+.4f}"} for n, w in zip(tc.candidates, tc.weights)],
+                     [("adapter", "adapter"), ("weight", "weight")],
+                     title=f"{tc.task}: {len(tc.candidates)} retrieved candidates, searched weights",
+                     caption=f"support loss {tc.search.support_loss:.4f} after {len(tc.search.history)} steps "
+                             f"({tc.search.seconds:.1f} s)")
+        report.compose_result(tc.result)
+        return
     res = run(Registry(), names, parse_weights(weights, len(names)), merger, params, out=out, merge_into=merge_into_base,
               pool=pool, rank=rank, overwrite=overwrite, allow_partial=allow_partial, allow_pickle=allow_pickle,
               base=base, register=not no_register, name=name)

@@ -10,6 +10,20 @@ import typer
 def eval_cmd(
     task: Annotated[str, typer.Option("--task", "-t", help="bbh/TASK, a suite (bbh, bbh-8), or a comma list.")] = "bbh-8",
     base_only: Annotated[bool, typer.Option("--base-only", help="The zero-shot row: the base model alone.")] = False,
+    method: Annotated[Optional[str], typer.Option("--method", "-m", help="zero-shot, lorahub, ilc, lasrc, lmix-fr, lmix-sr, logo "
+                                                  "(retrieves from --pool, searches weights on the support set).")] = None,
+    view: Annotated[str, typer.Option("--view", help="Index view for retrieval (scalectl index --list).")] = "balanced",
+    n_global: Annotated[int, typer.Option("--global", help="Global candidates (method.md: 20).")] = 20,
+    n_local: Annotated[int, typer.Option("--local", help="Local candidates per support example (method.md: 20).")] = 20,
+    embedder: Annotated[Optional[str], typer.Option("--embedder", help="Embedder of the index (default: the index's).")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Weight-search steps (method.md: 40).")] = 40,
+    search_seed: Annotated[int, typer.Option("--search-seed", help="Weight-search seed (method.md: 42).")] = 42,
+    lorahub_k: Annotated[int, typer.Option("--lorahub-k", help="lorahub: candidates drawn (20).")] = 20,
+    lorahub_seed: Annotated[int, typer.Option("--lorahub-seed", help="lorahub: seed of the random draw.")] = 0,
+    retrieved: Annotated[bool, typer.Option("--retrieved", help="lorahub: the global retrieval list instead of a random draw.")] = False,
+    logo_signal: Annotated[str, typer.Option("--logo-signal", help="logo: l2 (default) or entropy.")] = "l2",
+    logo_k: Annotated[int, typer.Option("--logo-k", help="logo: adapters kept per query (20).")] = 20,
+    logo_variant: Annotated[str, typer.Option("--logo-variant", help="logo: weighted (default), uniform or top1.")] = "weighted",
     adapters: Annotated[Optional[str], typer.Option("--adapters", "-a", help="Comma-separated adapter names to compose.")] = None,
     merger: Annotated[str, typer.Option("--merger", "-M", help="Merger for --adapters (scalectl compose --list).")] = "linear",
     weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="Comma-separated weights (default 1/K each).")] = None,
@@ -29,13 +43,22 @@ def eval_cmd(
     from ..compose import parse_weights
     from ..evaluate import run_eval
     from ..merge.table import parse_params
+    from ..methods import MethodConfig
+    from ..search import SearchConfig
 
     names = [a.strip() for a in (adapters or "").split(",") if a.strip()]
+    mcfg = None
+    if method is not None:
+        mcfg = MethodConfig(method=method, view=view, n_global=n_global, n_local=n_local, embedder=embedder,
+                            search=SearchConfig(steps=steps, seed=search_seed), lorahub_k=lorahub_k,
+                            lorahub_seed=lorahub_seed, retrieved=retrieved, logo_signal=logo_signal, logo_k=logo_k,
+                            logo_variant=logo_variant)
+        mcfg.check()
     with report.RichProgress(enabled=not as_json) as prog:
         res = run_eval(task, base=base, adapters=names or None, weights=parse_weights(weights, len(names)) if names else None,
                        merger=merger, params=parse_params(param), pool=pool, base_only=base_only, bbh_dir=bbh_dir,
                        limit=limit, batch_size=batch_size, device=device, label=label, allow_partial=allow_partial,
-                       progress=prog)
+                       method=mcfg, progress=prog)
     if as_json:
         report.emit_json(res.to_dict())
         return

@@ -1,0 +1,339 @@
+"""The methods ``scalectl eval --method`` runs, each end to end on one BBH task at a time.
+
+Every method turns (pool, task support set, queries) into *groups*: a composed update and
+the queries decoded with it (or, for ``logo``, per-query branch weights). The groups, with
+their retrieved candidates, support ids, searched weights and support losses, are stored with
+every query record.
+
+- ``zero-shot``: the base model.
+- ``lorahub``: LoRAHub's protocol: 20 candidates (random with ``--lorahub-seed``, or the
+  global retrieval list with ``--retrieved``), one global weight search, LoRAHub's factor-space
+  rule (``A = sum w A_n``, ``B = sum w B_n``).
+- ``ilc`` (iLoRAComp): global + local retrieval; each support example j is a cluster with
+  candidates ``union(global, local_j)`` (global first); one weight search per cluster on the
+  support set; each query is routed to its nearest support example and decoded with that
+  cluster's ``linear`` merge.
+- ``lasrc``: the matched comparison: exactly ``ilc``'s retrieval, clusters, support set and
+  searched weights; only the merge changes to ``lasrc``.
+- ``lmix-fr``: hard routing control: the single cluster path with the lowest support loss,
+  for every query. ``lmix-sr``: soft routing control: the clusters' composed updates mixed
+  with ``softmax(-L / T)`` (T = 1) over their support losses.
+- ``logo`` (LoGo, training-free): every candidate attached as its own branch; one forward pass
+  of the query gives each branch's output norm (or inverse entropy) at the last token of the
+  last adapted layer; the top k (20) are kept with weights ``sig_i / sum sig_j`` (or top-1, or
+  uniform) and generation mixes the branch outputs with them.
+
+Cluster searches are deterministic (seeded NGOpt over a deterministic forward), and are cached
+in-process by (task, view, candidates, support, search config), so ``ilc``, ``lasrc``,
+``lmix-fr`` and ``lmix-sr`` in one process search once.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import EvalError
+from .progress import Progress, ensure
+from .search import SearchConfig, SearchResult, search_weights
+
+METHODS = ["zero-shot", "lorahub", "ilc", "lasrc", "lmix-fr", "lmix-sr", "logo"]
+RETRIEVAL_METHODS = {"ilc", "lasrc", "lmix-fr", "lmix-sr"}
+LOGO_SIGNALS = ("l2", "entropy")
+LOGO_VARIANTS = ("weighted", "uniform", "top1")
+
+
+@dataclass
+class MethodConfig:
+    method: str
+    view: str = "balanced"
+    n_global: int = 20
+    n_local: int = 20
+    embedder: str | None = None
+    search: SearchConfig = field(default_factory=SearchConfig)
+    lorahub_k: int = 20
+    lorahub_seed: int = 0
+    retrieved: bool = False  # lorahub over the global retrieval list instead of a random draw
+    temperature: float = 1.0
+    logo_signal: str = "l2"
+    logo_k: int = 20
+    logo_variant: str = "weighted"
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            import difflib
+
+            close = difflib.get_close_matches(self.method, METHODS, n=2)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise EvalError(f"unknown method {self.method!r}; {hint}methods: {', '.join(METHODS)}")
+        if self.logo_signal not in LOGO_SIGNALS:
+            raise EvalError(f"--logo-signal must be one of {', '.join(LOGO_SIGNALS)}")
+        if self.logo_variant not in LOGO_VARIANTS:
+            raise EvalError(f"--logo-variant must be one of {', '.join(LOGO_VARIANTS)}")
+        if min(self.n_global, self.n_local, self.lorahub_k, self.logo_k) < 1:
+            raise EvalError("candidate counts must be at least 1")
+        if not self.temperature > 0:
+            raise EvalError("--temperature must be positive")
+        self.search.check()
+
+
+@dataclass
+class Group:
+    """One decoding path: a composed update and the query indices decoded with it."""
+
+    label: str
+    merger: str
+    candidates: list[str]
+    weights: list[float]
+    queries: list[int]
+    support_loss: float | None = None
+    search: SearchResult | None = None
+    deltas: dict[str, Any] | None = None  # precomputed update (lmix-sr); else composed from candidates/weights
+    example_weights: Any = None  # logo: (n_queries, K) branch weights
+
+
+@dataclass
+class TaskPlan:
+    task: str
+    method: str
+    groups: list[Group]
+    support_ids: list[str]
+    retrieval: dict[str, Any] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def record_extra(self, query_index: int) -> dict[str, Any]:
+        for g in self.groups:
+            if query_index in g.queries:
+                out: dict[str, Any] = {"path": g.label, "merger": g.merger, "candidates": g.candidates,
+                                       "weights": [round(w, 6) for w in g.weights], "support_ids": self.support_ids}
+                if g.support_loss is not None:
+                    out["support_loss"] = round(g.support_loss, 6)
+                if g.example_weights is not None:
+                    row = g.example_weights[g.queries.index(query_index)]
+                    out["weights"] = [round(float(w), 6) for w in row]
+                return out
+        return {"support_ids": self.support_ids}
+
+
+_SEARCH_CACHE: dict[tuple, SearchResult] = {}
+
+
+def _cached_search(bb, reg, pool, names: list[str], support, cfg: SearchConfig, rule: str, key: tuple,
+                   progress: Progress) -> SearchResult:
+    ck = (key, tuple(names), rule, tuple(sorted(vars(cfg).items())), bb.base.canonical)
+    if ck not in _SEARCH_CACHE:
+        factors = [reg.load_factors(n, pool) for n in names]
+        _SEARCH_CACHE[ck] = search_weights(bb, factors, support, cfg, rule=rule, progress=progress)
+    return _SEARCH_CACHE[ck]
+
+
+def _softmax(xs: list[float], t: float) -> list[float]:
+    m = min(xs)
+    e = [math.exp(-(x - m) / t) for x in xs]
+    s = sum(e)
+    return [v / s for v in e]
+
+
+def plan_task(reg, bb, task, pool: str, cfg: MethodConfig, queries: list[Any], progress: Progress | None = None) -> TaskPlan:
+    """Retrieve, search and decide the decoding groups of one task (nothing is decoded here)."""
+    prog = ensure(progress)
+    support = [{"input": e.input, "target": e.target} for e in task.support]
+    sup_ids = [e.id for e in task.support]
+    plan = TaskPlan(task=task.name, method=cfg.method, groups=[], support_ids=sup_ids)
+    all_q = list(range(len(queries)))
+    names_all = [r["name"] for r in reg.list(pool=pool)]
+    if not names_all and cfg.method != "zero-shot":
+        raise EvalError(f"pool {pool!r} has no adapters")
+    t0 = time.perf_counter()
+    if cfg.method == "zero-shot":
+        return plan
+    retrieval = None
+    if cfg.method in RETRIEVAL_METHODS or (cfg.method == "lorahub" and cfg.retrieved) or cfg.method == "logo":
+        from .retrieve import retrieve
+
+        qs = [{"id": e.id, "input": e.input} for e in queries]
+        retrieval = retrieve(reg, pool, cfg.view, support, qs, n_global=cfg.n_global, n_local=cfg.n_local,
+                             embedder=cfg.embedder)
+        plan.retrieval = retrieval.to_dict()
+        plan.notes += list(retrieval.warnings)
+    plan.seconds["retrieval"] = round(time.perf_counter() - t0, 3)
+    key = (task.name, cfg.view, tuple(sup_ids))
+    t1 = time.perf_counter()
+    if cfg.method == "lorahub":
+        if cfg.retrieved:
+            cands = [n for n, _ in retrieval.global_candidates][: cfg.lorahub_k]  # type: ignore[union-attr]
+        else:
+            rng = random.Random(cfg.lorahub_seed)
+            cands = sorted(rng.sample(names_all, min(cfg.lorahub_k, len(names_all))), key=names_all.index)
+            if len(names_all) < cfg.lorahub_k:
+                plan.notes.append(f"pool has {len(names_all)} adapters, fewer than {cfg.lorahub_k}: using all")
+        res = _cached_search(bb, reg, pool, cands, support, cfg.search, "lorahub", key, prog)
+        plan.groups.append(Group("global", "lorahub", cands, res.weights, all_q, res.support_loss, res))
+    elif cfg.method in RETRIEVAL_METHODS:
+        routes = retrieval.routes  # type: ignore[union-attr]
+        clusters = []
+        for j in range(len(support)):
+            cands = list(dict.fromkeys([n for n, _ in retrieval.global_candidates]  # type: ignore[union-attr]
+                                       + [n for n, _ in retrieval.local_candidates[j]]))  # type: ignore[union-attr]
+            res = _cached_search(bb, reg, pool, cands, support, cfg.search, "linear", key, prog)
+            clusters.append((j, cands, res))
+        if cfg.method in ("ilc", "lasrc"):
+            merger = "linear" if cfg.method == "ilc" else "lasrc"
+            for j, cands, res in clusters:
+                qi = [i for i in all_q if routes[i] == j]
+                if qi:
+                    plan.groups.append(Group(f"support-{j}", merger, cands, res.weights, qi, res.support_loss, res))
+        elif cfg.method == "lmix-fr":
+            j, cands, res = min(clusters, key=lambda c: c[2].support_loss)
+            plan.groups.append(Group(f"support-{j}", "linear", cands, res.weights, all_q, res.support_loss, res))
+        else:  # lmix-sr
+            omega = _softmax([c[2].support_loss for c in clusters], cfg.temperature)
+            deltas: dict[str, Any] = {}
+            for (_j, cands, res), om in zip(clusters, omega):
+                for m, d in _compose(reg, bb, pool, cands, res.weights, "linear").items():
+                    deltas[m] = deltas.get(m, 0) + om * d
+            union = list(dict.fromkeys(n for _, c, _ in clusters for n in c))
+            g = Group("soft-mix", "linear", union, omega, all_q, None, None, deltas=deltas)
+            plan.groups.append(g)
+            plan.notes.append("lmix-sr weights are the softmax(-L/T) mixture over support clusters")
+    elif cfg.method == "logo":
+        cands = [n for n, _ in retrieval.global_candidates]  # type: ignore[union-attr]
+        W = logo_weights(reg, bb, pool, cands, [e.input for e in queries], cfg, prog)
+        plan.groups.append(Group("instance", "logo", cands, [], all_q, example_weights=W))
+    plan.seconds["search"] = round(time.perf_counter() - t1, 3)
+    return plan
+
+
+def _compose(reg, bb, pool: str, names: list[str], weights: list[float], merger: str) -> dict[str, Any]:
+    import torch
+
+    from .compose import compose_inputs, load_inputs
+    from .merge.table import resolve_merger
+
+    inp = load_inputs(reg, names, pool=pool)
+    if all(w == 0 for w in weights):
+        return {m: torch.zeros_like(inp.factors[0].delta(m)) for m in inp.modules}
+    comp = compose_inputs(inp, weights, resolve_merger(merger))
+    return {m: comp.delta(m).to(torch.float32) for m in inp.modules}
+
+
+def group_deltas(reg, bb, pool: str, g: Group) -> dict[str, Any]:
+    if g.deltas is not None:
+        return g.deltas
+    return _compose(reg, bb, pool, g.candidates, g.weights, g.merger)
+
+
+def logo_weights(reg, bb, pool: str, names: list[str], prompts: list[str], cfg: MethodConfig,
+                 progress: Progress | None = None, batch_size: int = 10):
+    """LoGo's signal: one forward pass per query with every candidate as its own branch; (n, K) weights."""
+    import torch
+
+    from .backbone import format_prompts
+
+    factors = [reg.load_factors(n, pool) for n in names]
+    k = len(factors)
+    mods = [m for m in factors[0].modules if all(m in f.A for f in factors)]
+    probe = mods[-1]  # the last adapted module (of the last adapted layer)
+    p = next(bb.model.parameters())
+    A = torch.cat([f.A[probe] for f in factors]).to(p.device, torch.float32)  # (R, d_in)
+    B = torch.cat([f.scaling[probe] * f.B[probe] for f in factors], dim=1).to(p.device, torch.float32)  # (d_out, R)
+    seg = torch.cat([torch.full((f.A[probe].shape[0],), i) for i, f in enumerate(factors)]).to(p.device)
+    captured: list[torch.Tensor] = []
+
+    def hook(_mod, inputs):
+        captured.append(inputs[0][:, -1, :].detach().float())  # last token (left padding)
+
+    tok = bb.tokenizer
+    texts = format_prompts(bb, prompts)
+    out = torch.zeros(len(prompts), k)
+    layer = bb.model.get_submodule(probe)
+    handle = layer.register_forward_pre_hook(hook)
+    prog = ensure(progress)
+    prog.start("logo", f"logo: one forward pass per query ({k} branches)", len(prompts))
+    old = tok.padding_side
+    tok.padding_side = "left"
+    try:
+        with torch.inference_mode():  # the probe forward is the base model's: branch outputs come from h
+            for i in range(0, len(texts), batch_size):
+                captured.clear()
+                enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=bb.is_seq2seq)
+                enc = {kk: v.to(bb.device) for kk, v in enc.items()}
+                if bb.is_seq2seq:
+                    bb.model.get_encoder()(**enc)
+                else:
+                    bb.model(**enc)
+                h = captured[-1]  # (b, d_in)
+                z = (h @ A.T)  # (b, R)
+                sig = torch.zeros(h.shape[0], k)
+                for j in range(k):
+                    o = z[:, seg == j] @ B[:, seg == j].T  # (b, d_out): branch j's output
+                    if cfg.logo_signal == "l2":
+                        sig[:, j] = o.norm(dim=-1)
+                    else:
+                        pr = torch.softmax(o, dim=-1)
+                        ent = -(pr * torch.log(pr.clamp_min(1e-12))).sum(-1)
+                        sig[:, j] = 1.0 / ent.clamp_min(1e-12)
+                kk = min(cfg.logo_k, k) if cfg.logo_variant != "top1" else 1
+                top = sig.topk(kk, dim=-1)
+                w = torch.zeros_like(sig)
+                if cfg.logo_variant == "uniform":
+                    w.scatter_(1, top.indices, 1.0 / kk)
+                else:
+                    vals = top.values / top.values.sum(-1, keepdim=True).clamp_min(1e-12)
+                    w.scatter_(1, top.indices, vals)
+                out[i:i + h.shape[0]] = w
+                prog.advance("logo", h.shape[0])
+    finally:
+        handle.remove()
+        tok.padding_side = old
+    prog.finish("logo")
+    return out
+
+
+@dataclass
+class TaskComposition:
+    task: str
+    candidates: list[str]
+    weights: list[float]
+    search: SearchResult
+    retrieval: dict[str, Any]
+    result: Any  # compose.ComposeResult
+
+
+def compose_for_task(reg, task_spec: str, pool: str, merger: str = "lasrc", view: str = "balanced", n_global: int = 20,
+                     embedder: str | None = None, search: SearchConfig | None = None, base: str | None = None,
+                     bbh_dir: str | None = None, progress: Progress | None = None, **compose_kw: Any) -> TaskComposition:
+    """``scalectl compose --task``: retrieve the global candidates for the task's support set, search their
+    weights on it (LoRAHub's rule for ``lorahub``, else the linear anchor), and compose them with ``merger``."""
+    from .backbone import load_backbone, same_base
+    from .compose import compose
+    from .retrieve import retrieve
+    from .tasks import bbh
+
+    tasks = bbh.load_tasks(task_spec, bbh_dir)
+    if len(tasks) != 1:
+        raise EvalError(f"--task must name one task for compose, got {len(tasks)} ({task_spec})")
+    task = tasks[0]
+    prow = next((p for p in reg.pools() if p["name"] == pool), None)
+    if prow is None:
+        raise EvalError(f"no pool {pool!r}; `scalectl pool pools` lists them")
+    support = [{"input": e.input, "target": e.target} for e in task.support]
+    r = retrieve(reg, pool, view, support, None, n_global=n_global, n_local=1, embedder=embedder)
+    names = [n for n, _ in r.global_candidates]
+    prog = ensure(progress)
+    bb = load_backbone(base or prow["base_model"])
+    if not same_base(prow["base_model"], bb.base.canonical):
+        raise EvalError(f"the backbone is {bb.base.spec!r} but pool {pool!r} is on {prow['base_model']!r}")
+    factors = [reg.load_factors(n, pool) for n in names]
+    rule = "lorahub" if merger == "lorahub" else "linear"
+    res = search_weights(bb, factors, support, search or SearchConfig(), rule=rule, progress=prog)
+    if all(w == 0 for w in res.weights):
+        raise EvalError("the weight search kept every weight at 0 (the base model fits the support set best); "
+                        "nothing to compose")
+    out = compose(reg, names, res.weights, merger, compose_kw.pop("params", None), pool=pool, **compose_kw)
+    return TaskComposition(task=task.name, candidates=names, weights=res.weights, search=res, retrieval=r.to_dict(),
+                           result=out)

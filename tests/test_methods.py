@@ -1,0 +1,174 @@
+"""`scalectl eval --method`: zero-shot, lorahub, ilc, lasrc, lmix-fr, lmix-sr, logo end to end on the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from scalectl.cli import app
+from scalectl.errors import EvalError
+from scalectl.evaluate import run_eval
+from scalectl.index import build_index
+from scalectl.methods import METHODS, MethodConfig
+from scalectl.registry import Registry
+from scalectl.search import SearchConfig
+
+runner = CliRunner()
+EMB = "hash:64"
+
+
+@pytest.fixture
+def tiny_bbh(tmp_path):
+    d = tmp_path / "bbh"
+    d.mkdir()
+    ex = [{"input": f"sort these: c{i} a b" if i % 2 else f"add {i} and 2", "target": "a b c" if i % 2 else str(i + 2)}
+          for i in range(18)]
+    (d / "tiny_mix.json").write_text(json.dumps({"examples": ex}))
+    return d
+
+
+@pytest.fixture
+def indexed(llama_adapters):
+    reg = Registry()
+    reg.add_sources([str(p) for p in llama_adapters], pool="tiny")
+    build_index(reg, "tiny", "balanced", embedder=EMB)
+    return reg
+
+
+def _cfg(method, **kw):
+    return MethodConfig(method=method, n_global=2, n_local=2, search=SearchConfig(steps=4), **kw)
+
+
+def test_every_method_runs_and_records_its_path(tiny_bbh, llama_base, indexed):
+    from scalectl.backbone import load_backbone
+
+    bb = load_backbone(str(llama_base), device="cpu")
+    runs = {}
+    for m in METHODS:
+        # lorahub's rule needs equal ranks: seed 4 draws arith and sorting (rank 4), not dates (rank 2)
+        cfg = _cfg(m, lorahub_k=2, lorahub_seed=4) if m == "lorahub" else _cfg(m)
+        res = run_eval("tiny_mix", reg=indexed, bb=bb, pool="tiny", method=cfg, bbh_dir=str(tiny_bbh), limit=6)
+        runs[m] = res
+        run = indexed.run(res.run_id)
+        assert run["status"] == "done" and run["method"] == m
+        recs = indexed.records(res.run_id)
+        assert len(recs) == 6
+        if m == "zero-shot":
+            continue
+        plan = run["summary"]["plans"]["bbh/tiny_mix"]
+        assert plan["support_ids"] == [f"tiny_mix/{i}" for i in range(10, 15)]
+        for r in recs:
+            x = r["extra"]
+            assert x["support_ids"] == plan["support_ids"] and x["candidates"] and x["weights"]
+        if m in ("ilc", "lasrc", "lmix-fr", "lorahub"):
+            for g in plan["groups"]:
+                hist = g["search"]["history"]
+                assert len(hist) == 4 and len(hist[0]["weights"]) == len(g["candidates"])  # every step stored
+    # lasrc is ilc with only the merge changed: same retrieval, clusters, weights, routing
+    gi = indexed.run(runs["ilc"].run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
+    gl = indexed.run(runs["lasrc"].run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
+    assert [(g["label"], g["candidates"], g["weights"], g["queries"]) for g in gi] == \
+           [(g["label"], g["candidates"], g["weights"], g["queries"]) for g in gl]
+    assert {g["merger"] for g in gi} == {"linear"} and {g["merger"] for g in gl} == {"lasrc"}
+    # lmix-fr is the ilc cluster with the lowest support loss, applied to every query
+    fr = indexed.run(runs["lmix-fr"].run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
+    assert len(fr) == 1 and fr[0]["queries"] == 6
+    # logo: per-query weights sum to 1 over at most k adapters
+    for r in indexed.records(runs["logo"].run_id):
+        w = r["extra"]["weights"]
+        assert sum(w) == pytest.approx(1.0, abs=1e-5) and all(v >= 0 for v in w)
+
+
+def test_logo_top1_and_uniform(tiny_bbh, llama_base, indexed):
+    for variant, check in (("top1", lambda w: sorted(w)[-1] == pytest.approx(1.0) and sum(v > 0 for v in w) == 1),
+                           ("uniform", lambda w: len({round(v, 5) for v in w if v > 0}) == 1)):
+        res = run_eval("tiny_mix", reg=indexed, base=str(llama_base), pool="tiny", bbh_dir=str(tiny_bbh), limit=3,
+                       method=_cfg("logo", logo_variant=variant, logo_k=2))
+        for r in indexed.records(res.run_id):
+            assert check(r["extra"]["weights"]), r["extra"]["weights"]
+
+
+def test_logo_signal_is_branch_output_norm(llama_base, indexed):
+    """The L2 signal equals ||s_i B_i A_i h|| at the last token of the last adapted module."""
+    import torch
+
+    from scalectl.backbone import format_prompts, load_backbone
+    from scalectl.methods import logo_weights
+
+    bb = load_backbone(str(llama_base), device="cpu")
+    names = ["arith", "sorting", "dates"]
+    W = logo_weights(indexed, bb, "tiny", names, ["add 1 and 2"], _cfg("logo", logo_k=3))
+    fs = [indexed.load_factors(n, "tiny") for n in names]
+    probe = fs[0].modules[-1]
+    seen = {}
+    def grab(_m, i):
+        seen["x"] = i[0][:, -1]  # returns None: the input is left as it is
+
+    h = bb.model.get_submodule(probe).register_forward_pre_hook(grab)
+    enc = bb.tokenizer(format_prompts(bb, ["add 1 and 2"]), return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        bb.model(**enc)
+    h.remove()
+    sig = torch.stack([(f.scaling[probe] * f.B[probe] @ (f.A[probe] @ seen["x"][0])).norm() for f in fs])
+    assert torch.allclose(W[0], sig / sig.sum(), atol=1e-5)
+
+
+def test_method_bad_input(tiny_bbh, llama_base, indexed, llama_adapters):
+    with pytest.raises(EvalError, match="did you mean lasrc"):
+        MethodConfig(method="lasr").check()
+    r = runner.invoke(app, ["eval", "--method", "ilc", "--pool", "tiny", "--view", "qa", "--task", "tiny_mix",
+                            "--bbh-dir", str(tiny_bbh), "--base", str(llama_base), "--limit", "2", "--steps", "2"])
+    assert r.exit_code == 1 and "scalectl index" in r.stderr  # no qa index yet: says which command builds it
+    r = runner.invoke(app, ["eval", "--method", "ilc", "--pool", "nopool", "--task", "tiny_mix",
+                            "--bbh-dir", str(tiny_bbh), "--base", str(llama_base)])
+    assert r.exit_code == 1 and "no pool 'nopool'" in r.stderr
+
+
+def test_eval_method_cli_json(tiny_bbh, llama_base, indexed):
+    r = runner.invoke(app, ["eval", "--method", "lasrc", "--pool", "tiny", "--task", "tiny_mix", "--global", "2",
+                            "--local", "1", "--steps", "3", "--bbh-dir", str(tiny_bbh), "--base", str(llama_base),
+                            "--limit", "4", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["method"] == "lasrc" and out["n_queries"] == 4
+
+
+def _fitted_adapter(base, out, examples):
+    """A real LoRA fitted to the task's format on the tiny backbone, so the search has something to find."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from scalectl.backbone import load_backbone
+    from scalectl.train import _batch, _encode, _token_loss
+
+    bb = load_backbone(str(base), device="cpu")
+    torch.manual_seed(0)
+    pm = get_peft_model(bb.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    opt = torch.optim.Adam([p for p in pm.parameters() if p.requires_grad], lr=3e-2)
+    enc = _encode(bb, examples, 64)
+    for _ in range(30):
+        s, c = _token_loss(bb, pm, _batch(bb, enc))
+        opt.zero_grad()
+        (s / c).backward()
+        opt.step()
+    pm.save_pretrained(str(out))
+    (out / "scalectl.json").write_text(json.dumps({"description": "sorting and adding", "examples": [
+        {"input": e["input"], "output": e["target"]} for e in examples[:3]]}))
+    return out
+
+
+def test_compose_task_retrieves_searches_composes(tmp_path, tiny_bbh, llama_base, indexed):
+    ex = json.loads((tiny_bbh / "tiny_mix.json").read_text())["examples"][:10]  # not the support examples
+    indexed.add_sources([str(_fitted_adapter(llama_base, tmp_path / "fitted", ex))], pool="tiny")
+    build_index(indexed, "tiny", "balanced")
+    r = runner.invoke(app, ["compose", "--merger", "lasrc", "--task", "bbh/tiny_mix", "--pool", "tiny", "--global", "3",
+                            "--steps", "12", "--bbh-dir", str(tiny_bbh), "--out", str(tmp_path / "c"), "--json",
+                            "--no-register"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert len(out["candidates"]) == 3 and len(out["search_history"]) == 12
+    assert out["support_loss"] < out["search_history"][0]["loss"]  # better than the base model (step 1: all zeros)
+    prov = json.loads((tmp_path / "c" / "scalectl_provenance.json").read_text())
+    assert prov["operator"] == "lasrc" and [i["name"] for i in prov["inputs"]] == out["candidates"]
