@@ -4,11 +4,15 @@
 2. Register the pools that ship in ``registry/``: the scalectl-trained skill pool
    (``smollm2-skills``, one rank-8 q/v LoRA per synthetic skill) and the FLAN-T5 pool
    manifests (remote rows, fetched on first use).
-3. For three BBH tasks, evaluate the base model (zero-shot), the ``linear`` composition and
-   the ``lasrc`` composition of the skill pool, with uniform weights ``1/K`` over the whole
-   pool (retrieval and support-weight search arrive with the retrieval issue), every query
-   recorded as a run in the registry.
-4. Return per-task scores and flips of each composition against the base model.
+3. Index the skill pool (the ``balanced`` view, MiniLM embeddings; only changed adapters are
+   re-embedded on later runs).
+4. For three BBH tasks, evaluate the base model (zero-shot), ``ilc`` (global + local retrieval
+   from each task's 5 support examples, one 40-step weight search per support cluster, query
+   routing, ``linear`` merge) and ``lasrc`` (the same retrieval, clusters and weights; only the
+   merge changes), every query recorded as a run in the registry.
+5. Return per-task scores and flips of each composition against the base model.
+
+``uniform=True`` skips retrieval and search: the whole pool composed with weights ``1/K``.
 
 By default each task is capped at its first ``DEMO_LIMIT`` queries (file order) so the
 whole job fits in a few minutes on two CPU cores; ``full=True`` runs every query.
@@ -25,8 +29,9 @@ from .progress import Progress, ensure
 
 DEMO_TASKS = ["bbh/boolean_expressions", "bbh/navigate", "bbh/object_counting"]
 DEMO_POOL = "smollm2-skills"
-DEMO_MERGERS = ["linear", "lasrc"]
+DEMO_MERGERS = ["linear", "lasrc"]  # reported as linear (ilc) and lasrc
 DEMO_LIMIT = 60
+DEMO_VIEW = "balanced"
 
 
 def shipped_registry_dir() -> Path:
@@ -43,7 +48,8 @@ def shipped_manifests() -> list[Path]:
 
 
 def run_demo(base: str | None = None, full: bool = False, limit: int | None = None, tasks: list[str] | None = None,
-             bbh_dir: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+             bbh_dir: str | None = None, uniform: bool = False, steps: int = 40,
+             progress: Progress | None = None) -> dict[str, Any]:
     from .backbone import load_backbone
     from .evaluate import compare_runs, run_eval
     from .registry import Registry
@@ -64,15 +70,31 @@ def run_demo(base: str | None = None, full: bool = False, limit: int | None = No
     if not pool_rows:
         raise ScalectlError(f"the demo pool {DEMO_POOL!r} is empty: registry/{DEMO_POOL}.toml is missing from this install")
     names = [r["name"] for r in pool_rows]
-    prog.log(f"registered {sum(r['adapters'] for r in registered)} adapters; composing {len(names)} skill adapters "
-             f"of pool {DEMO_POOL} with uniform weights 1/{len(names)}")
     cap = f"first {limit} queries per task (pass --full for all)" if limit else "all queries"
-    prog.log(f"evaluating {', '.join(t.name for t in task_objs)}: {cap}")
     runs: dict[str, Any] = {}
+    if uniform:
+        how = f"uniform weights 1/{len(names)} over the whole pool"
+        prog.log(f"registered {sum(r['adapters'] for r in registered)} adapters; composing {len(names)} skill adapters "
+                 f"of pool {DEMO_POOL} with {how}")
+    else:
+        from .index import build_index
+        from .methods import MethodConfig
+        from .search import SearchConfig
+
+        how = f"retrieved per task ({DEMO_VIEW} view), weights searched on 5 support examples ({steps} steps)"
+        prog.log(f"indexing pool {DEMO_POOL} ({len(names)} adapters, {DEMO_VIEW} view)")
+        build_index(reg, DEMO_POOL, DEMO_VIEW, progress=prog)
+    prog.log(f"evaluating {', '.join(t.name for t in task_objs)}: {cap}")
     runs["zero-shot"] = run_eval(task_objs, reg=reg, bb=bb, base_only=True, limit=limit, label="demo", progress=prog)
     for merger in DEMO_MERGERS:
-        runs[merger] = run_eval(task_objs, reg=reg, bb=bb, adapters=names, pool=DEMO_POOL, merger=merger, limit=limit,
-                                label="demo", progress=prog)
+        if uniform:
+            runs[merger] = run_eval(task_objs, reg=reg, bb=bb, adapters=names, pool=DEMO_POOL, merger=merger, limit=limit,
+                                    label="demo", progress=prog)
+        else:
+            m = MethodConfig(method="ilc" if merger == "linear" else "lasrc", view=DEMO_VIEW,
+                             search=SearchConfig(steps=steps))
+            runs[merger] = run_eval(task_objs, reg=reg, bb=bb, pool=DEMO_POOL, method=m, limit=limit, label="demo",
+                                    progress=prog)
     base_id = runs["zero-shot"].run_id
     flips = {m: compare_runs(reg, runs[m].run_id, base_id) for m in DEMO_MERGERS}
     rows = []
@@ -91,7 +113,8 @@ def run_demo(base: str | None = None, full: bool = False, limit: int | None = No
     return {
         "base": {"spec": bb.base.spec, "canonical": bb.base.canonical, "device": bb.device,
                  "load_seconds": round(bb.load_seconds, 2)},
-        "pool": DEMO_POOL, "adapters": names, "weights": "uniform 1/K", "limit": limit,
+        "pool": DEMO_POOL, "adapters": names, "weights": how, "limit": limit,
+        "methods": {m: r.method for m, r in runs.items()},
         "tasks": rows, "macro": macro,
         "flips_total": {m: flips[m]["total"] for m in DEMO_MERGERS},
         "runs": {m: r.run_id for m, r in runs.items()},

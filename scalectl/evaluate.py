@@ -176,6 +176,10 @@ def run_eval(tasks: str | list[str] | list[bbh.Task], *, reg=None, bb=None, base
         if not same_base(prow["base_model"], bb.base.canonical):
             raise EvalError(f"the backbone is {bb.base.spec!r} but pool {pool!r} is on {prow['base_model']!r}; "
                             f"pass --base {prow['base_model']}")
+        if mcfg.method != "lorahub" or mcfg.retrieved:
+            from .index import load_index
+
+            load_index(reg, pool, mcfg.view, mcfg.embedder)  # a missing index fails here, before any run is recorded
     method = "zero-shot" if base_only else (mcfg.method if mcfg is not None else comp.method)  # type: ignore[union-attr]
     plan = [(t, t.queries[:limit] if limit else t.queries) for t in task_objs]
     config = {

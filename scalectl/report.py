@@ -218,9 +218,11 @@ def demo_result(res: dict[str, Any], mergers: Sequence[str]) -> None:
     rows.append(macro)
     cols = [("task", "task"), ("n", "n"), ("zero-shot", "zero-shot")]
     for m in mergers:
-        cols += [(m, m), (f"{m}_f", f"{m} flips")]
+        label = res.get("methods", {}).get(m, m)
+        label = f"{label} ({m})" if label != m else m
+        cols += [(m, label), (f"{m}_f", f"{m} flips")]
     cap = f"first {res['limit']} queries per task; --full runs all" if res["limit"] else "all queries"
-    table(rows, cols, title=f"{res['base']['spec']} + pool {res['pool']} ({len(res['adapters'])} adapters, {res['weights']})",
+    table(rows, cols, title=f"{res['base']['spec']} + pool {res['pool']} ({len(res['adapters'])} adapters; {res['weights']})",
           caption=f"Normalized exact match %, {cap}. Flips against zero-shot: +incorrect->correct / -correct->incorrect.")
     info(f"runs: {', '.join(f'{m} {r}' for m, r in res['runs'].items())} (scalectl runs show RUN --records)")
     info(f"done in {res['seconds']['total']:.0f} s; registry: {res['registry']}")

@@ -58,13 +58,14 @@ def test_demo_pool_registers_with_sha256_checked(tmp_path):
 def test_demo_end_to_end(embedded_home, monkeypatch):
     monkeypatch.setenv("SCALECTL_HOME", str(embedded_home))
     monkeypatch.setenv("SCALECTL_BBH_DIR", str(SHARED / "data" / "bbh"))
-    r = runner.invoke(app, ["demo", "--limit", "4", "--json"])
+    r = runner.invoke(app, ["demo", "--limit", "4", "--steps", "3", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["limit"] == 4 and len(out["tasks"]) == 3 and len(out["adapters"]) >= 24
     reg = Registry()
-    for method in ("zero-shot", "linear", "lasrc"):
-        run = reg.run(out["runs"][method])
+    assert out["methods"] == {"zero-shot": "zero-shot", "linear": "ilc", "lasrc": "lasrc"}
+    for key, method in out["methods"].items():
+        run = reg.run(out["runs"][key])
         assert run["status"] == "done" and run["method"] == method
         assert len(reg.records(run["id"])) == 12
     for t in out["tasks"]:
@@ -73,7 +74,7 @@ def test_demo_end_to_end(embedded_home, monkeypatch):
             assert f["i2c"] + f["c2i"] + f["unchanged"] == 4
             assert t[m] - t["zero-shot"] == pytest.approx((f["i2c"] - f["c2i"]) / 4)
     # the table form
-    r = runner.invoke(app, ["demo", "--limit", "2"])
+    r = runner.invoke(app, ["demo", "--limit", "2", "--uniform"])
     assert r.exit_code == 0, r.output
     flat = " ".join(r.stdout.split())
     assert "flips" in flat and "macro" in flat and "first 2 queries per task" in flat

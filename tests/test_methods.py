@@ -121,6 +121,7 @@ def test_method_bad_input(tiny_bbh, llama_base, indexed, llama_adapters):
     r = runner.invoke(app, ["eval", "--method", "ilc", "--pool", "tiny", "--view", "qa", "--task", "tiny_mix",
                             "--bbh-dir", str(tiny_bbh), "--base", str(llama_base), "--limit", "2", "--steps", "2"])
     assert r.exit_code == 1 and "scalectl index" in r.stderr  # no qa index yet: says which command builds it
+    assert Registry().runs() == []  # refused before a run was recorded
     r = runner.invoke(app, ["eval", "--method", "ilc", "--pool", "nopool", "--task", "tiny_mix",
                             "--bbh-dir", str(tiny_bbh), "--base", str(llama_base)])
     assert r.exit_code == 1 and "no pool 'nopool'" in r.stderr

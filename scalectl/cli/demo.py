@@ -12,14 +12,16 @@ def demo(
     full: Annotated[bool, typer.Option("--full", help="Evaluate every query (default: the first 60 per task).")] = False,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Queries per task (default 60).")] = None,
     bbh_dir: Annotated[Optional[str], typer.Option("--bbh-dir", envvar="SCALECTL_BBH_DIR", help="Directory of BBH <task>.json files.")] = None,
+    uniform: Annotated[bool, typer.Option("--uniform", help="Skip retrieval and search: the whole pool, weights 1/K.")] = False,
+    steps: Annotated[int, typer.Option("--steps", help="Weight-search steps per support cluster (method.md: 40).")] = 40,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Register the demo skill pool, compose it (linear, lasrc) for three BBH tasks, evaluate, show scores and flips."""
+    """Register the demo skill pool, retrieve and compose (ilc linear, lasrc) for three BBH tasks, evaluate, show flips."""
     from .. import report
     from ..demo import DEMO_MERGERS, run_demo
 
     with report.RichProgress(enabled=not as_json) as prog:
-        res = run_demo(base, full=full, limit=limit, bbh_dir=bbh_dir, progress=prog)
+        res = run_demo(base, full=full, limit=limit, bbh_dir=bbh_dir, uniform=uniform, steps=steps, progress=prog)
     if as_json:
         report.emit_json(res)
         return
