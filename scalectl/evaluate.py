@@ -179,7 +179,8 @@ def run_eval(tasks: str | list[str] | list[bbh.Task], *, reg=None, bb=None, base
         if mcfg.method != "lorahub" or mcfg.retrieved:
             from .index import load_index
 
-            load_index(reg, pool, mcfg.view, mcfg.embedder)  # a missing index fails here, before any run is recorded
+            for v in (mcfg.views if mcfg.method == "scale" else [mcfg.view]):
+                load_index(reg, pool, v, mcfg.embedder)  # a missing index fails here, before any run is recorded
     method = "zero-shot" if base_only else (mcfg.method if mcfg is not None else comp.method)  # type: ignore[union-attr]
     plan = [(t, t.queries[:limit] if limit else t.queries) for t in task_objs]
     config = {
@@ -241,8 +242,30 @@ def run_eval(tasks: str | list[str] | list[bbh.Task], *, reg=None, bb=None, base
     summary["queries_per_second"] = round(total / decode_s, 3) if decode_s > 0 else None
     if plans:
         summary["plans"] = plans
+    summary["path_cost"] = _path_cost(bb, plans, res, comp)
     reg.finish_run(run_id, "done", summary=summary)
+    if method == "scale":
+        res.config["derived_runs"] = derive_scale_runs(reg, run_id)
     return res
+
+
+def _path_cost(bb, plans: dict[str, Any], res: EvalResult, comp) -> dict[str, Any]:
+    """Decoded prediction paths per query relative to one view, composition and decoding seconds, peak memory."""
+    import resource
+
+    import torch
+
+    paths = max((p.get("paths_per_query", 1) for p in plans.values()), default=1)
+    compose_s = sum(sum((v.get("seconds") or {}).get("compose", 0) for v in (p.get("views") or {"_": p}).values())
+                    for p in plans.values()) + (comp.seconds if comp else 0.0)
+    search_s = sum(sum((v.get("seconds") or {}).get("search", 0) for v in (p.get("views") or {"_": p}).values())
+                   for p in plans.values())
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    out = {"paths_per_query": float(paths), "compose_seconds": round(compose_s, 3), "search_seconds": round(search_s, 3),
+           "decode_seconds": res.decode_seconds, "peak_rss_mb": round(rss_mb, 1)}
+    if bb.device.startswith("cuda") and torch.cuda.is_available():
+        out["gpu_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
 
 
 def compare_runs(reg, run_id: str, baseline_id: str) -> dict[str, Any]:
@@ -290,23 +313,18 @@ def _method_config(mcfg, pool: str | None) -> dict[str, Any] | None:
     return d
 
 
-def _decode_method(reg, bb, pool: str, task: bbh.Task, queries: list[bbh.Example], mcfg, max_new: int, batch_size: int,
-                   prog: Progress) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
-    """Plan one task with a method (retrieve, search), then decode each group of queries with its update."""
+def _decode_groups(reg, bb, pool: str, plan, queries: list[bbh.Example], max_new: int, batch_size: int,
+                   prog: Progress) -> tuple[list[str], float]:
+    """Decode every group of a plan (its queries with its update); returns outputs and composition seconds."""
     import torch
 
     from .backbone import generate_greedy
-    from .methods import group_deltas, plan_task
+    from .methods import group_deltas
     from .stacked import StackedLora, merged_weights
 
-    plan = plan_task(reg, bb, task, pool, mcfg, queries, progress=prog)
     outs: list[str | None] = [None] * len(queries)
-    t0 = time.perf_counter()
     compose_s = 0.0
-    if not plan.groups:  # zero-shot
-        plan_groups = [(None, list(range(len(queries))))]
-    else:
-        plan_groups = [(g, g.queries) for g in plan.groups]
+    plan_groups = [(g, g.queries) for g in plan.groups] if plan.groups else [(None, list(range(len(queries))))]
     for g, qi in plan_groups:
         prompts = [queries[i].input for i in qi]
         if g is None:
@@ -329,13 +347,138 @@ def _decode_method(reg, bb, pool: str, task: bbh.Task, queries: list[bbh.Example
                                       on_batch=lambda n: prog.advance("decode", n))
         for i, o in zip(qi, res):
             outs[i] = o
-    plan.seconds["compose"] = round(compose_s, 3)
-    plan.seconds["decode"] = round(time.perf_counter() - t0 - compose_s, 3)
-    extras = [plan.record_extra(i) for i in range(len(queries))]
-    summary = {
+    return [o or "" for o in outs], compose_s
+
+
+def _plan_summary(plan) -> dict[str, Any]:
+    return {
         "support_ids": plan.support_ids, "retrieval": plan.retrieval, "notes": plan.notes, "seconds": plan.seconds,
-        "groups": [{"label": g.label, "merger": g.merger, "candidates": g.candidates,
+        "groups": [{"label": g.label, "merger": g.merger, "params": g.params, "candidates": g.candidates,
                     "weights": [round(w, 6) for w in g.weights], "queries": len(g.queries), "support_loss": g.support_loss,
                     "search": g.search.to_dict() if g.search else None} for g in plan.groups],
     }
-    return [o or "" for o in outs], extras, summary
+
+
+def _decode_method(reg, bb, pool: str, task: bbh.Task, queries: list[bbh.Example], mcfg, max_new: int, batch_size: int,
+                   prog: Progress) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
+    """Plan one task with a method (retrieve, search), then decode each group of queries with its update."""
+    from .methods import plan_task
+
+    if mcfg.method == "scale":
+        return _decode_scale(reg, bb, pool, task, queries, mcfg, max_new, batch_size, prog)
+    plan = plan_task(reg, bb, task, pool, mcfg, queries, progress=prog)
+    t0 = time.perf_counter()
+    outs, compose_s = _decode_groups(reg, bb, pool, plan, queries, max_new, batch_size, prog)
+    plan.seconds["compose"] = round(compose_s, 3)
+    plan.seconds["decode"] = round(time.perf_counter() - t0 - compose_s, 3)
+    extras = [plan.record_extra(i) for i in range(len(queries))]
+    return outs, extras, _plan_summary(plan)
+
+
+def _decode_scale(reg, bb, pool: str, task: bbh.Task, queries: list[bbh.Example], mcfg, max_new: int, batch_size: int,
+                  prog: Progress) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
+    """SCALE: every view decodes every query; the view's support loss L_v is the mean support cross-entropy
+    under its composed states (one per routed cluster, averaged); answers aggregate with softmax(-L_v)."""
+    from .methods import aggregate, group_deltas, plan_scale
+    from .search import encode_support, support_loss
+    from .stacked import merged_weights
+
+    views = plan_scale(reg, bb, task, pool, mcfg, queries, progress=prog)
+    enc = encode_support(bb, task.support)
+    per_view: dict[str, list[str]] = {}
+    losses: dict[str, float] = {}
+    summary: dict[str, Any] = {"views": {}}
+    for view, plan in views:
+        t0 = time.perf_counter()
+        outs, compose_s = _decode_groups(reg, bb, pool, plan, queries, max_new, batch_size, prog)
+        ls = []
+        for g in plan.groups:
+            with merged_weights(bb.model, group_deltas(reg, bb, pool, g)):
+                ls.append(support_loss(bb, bb.model, enc))
+        losses[view] = sum(ls) / len(ls)
+        plan.seconds["compose"] = round(compose_s, 3)
+        plan.seconds["decode"] = round(time.perf_counter() - t0 - compose_s, 3)
+        per_view[view] = outs
+        summary["views"][view] = {**_plan_summary(plan), "support_loss": losses[view], "cluster_losses": ls}
+    extras, final = [], []
+    for i, q in enumerate(queries):
+        preds = {v: per_view[v][i].split("\n", 1)[0].strip() for v in per_view}
+        norm = {v: bbh.normalize(p) for v, p in preds.items()}
+        ans, view, agree = aggregate(norm, losses, "support", mcfg.temperature)
+        final.append(per_view[view][i])
+        extras.append({
+            "aggregation": "support", "chosen_view": view, "agreement": round(agree, 6),
+            "view_losses": {v: round(x, 6) for v, x in losses.items()},
+            "views": {v: {"output": per_view[v][i], "normalized": norm[v], "correct": bbh.exact_match(preds[v], q.target)}
+                      for v in per_view},
+            "support_ids": [e.id for e in task.support],
+        })
+    summary["view_losses"] = losses
+    summary["paths_per_query"] = len(per_view)
+    return final, extras, summary
+
+
+def derive_scale_runs(reg, run_id: str, aggregations: list[str] | None = None) -> dict[str, str]:
+    """Runs for SCALE's other aggregations, computed from the view records of ``run_id`` without decoding again.
+
+    ``oracle`` (per task, the single view with the best query accuracy) uses query labels and is
+    marked as such in its method name (``scale-oracle``), config and every record."""
+    from .methods import aggregate
+
+    run = reg.run(run_id)
+    recs = reg.records(run_id)
+    if run["method"] != "scale" or not recs or "views" not in (recs[0].get("extra") or {}):
+        raise EvalError(f"run {run_id} is not a SCALE run with view records")
+    aggregations = aggregations or ["uniform", "best-view", "oracle"]
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for r in recs:
+        by_task.setdefault(r["task"], []).append(r)
+    oracle_view = {}
+    for t, rs in by_task.items():
+        views = list(rs[0]["extra"]["views"])
+        acc = {v: sum(r["extra"]["views"][v]["correct"] for r in rs) / len(rs) for v in views}
+        losses = rs[0]["extra"]["view_losses"]
+        oracle_view[t] = max(views, key=lambda v: (acc[v], -losses[v]))
+    out = {}
+    for how in aggregations:
+        uses_labels = how == "oracle"
+        method = f"scale-{how}"
+        cfg = {**run["config"], "method": method, "derived_from": run_id, "aggregation": how, "uses_labels": uses_labels}
+        new_id = reg.create_run("eval", method, cfg, base_model=run["base_model"], label=run.get("label"))
+        new_recs = []
+        for r in recs:
+            x = r["extra"]
+            norm = {v: d["normalized"] for v, d in x["views"].items()}
+            ans, view, agree = aggregate(norm, x["view_losses"], how, oracle_view=oracle_view[r["task"]])
+            out_text = x["views"][view]["output"]
+            pred = out_text.split("\n", 1)[0].strip()
+            new_recs.append({
+                "task": r["task"], "query_id": r["query_id"], "idx": r["idx"], "input_hash": r["input_hash"],
+                "raw_output": out_text, "prediction": pred, "normalized": bbh.normalize(pred), "reference": r["reference"],
+                "correct": bbh.exact_match(pred, r["reference"]), "extracted": r["extracted"],
+                "extracted_correct": r["extracted_correct"],
+                "extra": {**x, "aggregation": how, "chosen_view": view, "agreement": round(agree, 6), "uses_labels": uses_labels,
+                          **({"oracle_view": oracle_view[r["task"]]} if uses_labels else {})},
+            })
+        tasks = []
+        for t, rs in by_task.items():
+            mine = [x for x in new_recs if x["task"] == t]
+            opt = sum(bool(bbh.OPTION_RE.match(x["reference"].strip())) for x in mine) * 2 > len(mine)
+            for x in mine:
+                x["extracted"] = bbh.extract_answer(x["raw_output"], opt)
+                x["extracted_correct"] = bbh.exact_match(x["extracted"], x["reference"])
+            c = sum(x["correct"] for x in mine)
+            tasks.append({"task": t, "n": len(rs), "correct": c, "accuracy": c / len(rs),
+                          "extracted_accuracy": sum(x["extracted_correct"] for x in mine) / len(rs)})
+        reg.add_records(new_id, new_recs)
+        summary = {"tasks": tasks, "macro_accuracy": sum(x["accuracy"] for x in tasks) / len(tasks),
+                   "macro_extracted": sum(x["extracted_accuracy"] for x in tasks) / len(tasks),
+                   "path_cost": {**(run["summary"] or {}).get("path_cost", {}),
+                                 "note": "aggregated from the scale run's view records"},
+                   "n_queries": len(new_recs), "derived_from": run_id, "uses_labels": uses_labels}
+        if uses_labels:
+            summary["oracle_views"] = oracle_view
+            summary["any_view_correct"] = sum(any(d["correct"] for d in r["extra"]["views"].values()) for r in recs) / len(recs)
+        reg.finish_run(new_id, "done", summary=summary)
+        out[how] = new_id
+    return out

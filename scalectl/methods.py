@@ -40,7 +40,9 @@ from .errors import EvalError
 from .progress import Progress, ensure
 from .search import SearchConfig, SearchResult, search_weights
 
-METHODS = ["zero-shot", "lorahub", "ilc", "lasrc", "lmix-fr", "lmix-sr", "logo"]
+METHODS = ["zero-shot", "lorahub", "ilc", "lasrc", "lmix-fr", "lmix-sr", "logo", "scale"]
+DEFAULT_VIEWS = ["retrieval", "balanced", "qa"]
+SCALE_AGGREGATIONS = ["support", "uniform", "best-view", "oracle"]  # oracle uses query labels
 RETRIEVAL_METHODS = {"ilc", "lasrc", "lmix-fr", "lmix-sr"}
 LOGO_SIGNALS = ("l2", "entropy")
 LOGO_VARIANTS = ("weighted", "uniform", "top1")
@@ -61,6 +63,11 @@ class MethodConfig:
     logo_signal: str = "l2"
     logo_k: int = 20
     logo_variant: str = "weighted"
+    views: list[str] = field(default_factory=lambda: list(DEFAULT_VIEWS))  # scale
+    sdp_rate: float = 0.5  # scale: SDP drop rate per view (0 = the "without SDP" control)
+    sdp_seed: int = 42
+    scale_merger: str = "lasrc"  # scale: "linear" is the "multi-view without LASRC" control
+    random_views: bool = False  # scale: the "random sparse views" control (random candidates per cluster)
 
     def check(self) -> None:
         if self.method not in METHODS:
@@ -77,6 +84,13 @@ class MethodConfig:
             raise EvalError("candidate counts must be at least 1")
         if not self.temperature > 0:
             raise EvalError("--temperature must be positive")
+        if self.method == "scale":
+            if not self.views or len(set(self.views)) != len(self.views):
+                raise EvalError(f"--views must name distinct views, got {self.views}")
+            if not 0 <= self.sdp_rate < 1:
+                raise EvalError(f"--sdp must be in [0, 1), got {self.sdp_rate}")
+            if self.scale_merger not in ("lasrc", "linear"):
+                raise EvalError("--scale-merger must be lasrc or linear")
         self.search.check()
 
 
@@ -93,6 +107,7 @@ class Group:
     search: SearchResult | None = None
     deltas: dict[str, Any] | None = None  # precomputed update (lmix-sr); else composed from candidates/weights
     example_weights: Any = None  # logo: (n_queries, K) branch weights
+    params: dict[str, Any] | None = None  # merger parameters (scale: the sdp stage)
 
 
 @dataclass
@@ -208,7 +223,8 @@ def plan_task(reg, bb, task, pool: str, cfg: MethodConfig, queries: list[Any], p
     return plan
 
 
-def _compose(reg, bb, pool: str, names: list[str], weights: list[float], merger: str) -> dict[str, Any]:
+def _compose(reg, bb, pool: str, names: list[str], weights: list[float], merger: str,
+             params: dict[str, Any] | None = None) -> dict[str, Any]:
     import torch
 
     from .compose import compose_inputs, load_inputs
@@ -217,14 +233,80 @@ def _compose(reg, bb, pool: str, names: list[str], weights: list[float], merger:
     inp = load_inputs(reg, names, pool=pool)
     if all(w == 0 for w in weights):
         return {m: torch.zeros_like(inp.factors[0].delta(m)) for m in inp.modules}
-    comp = compose_inputs(inp, weights, resolve_merger(merger))
+    comp = compose_inputs(inp, weights, resolve_merger(merger, params))
     return {m: comp.delta(m).to(torch.float32) for m in inp.modules}
 
 
 def group_deltas(reg, bb, pool: str, g: Group) -> dict[str, Any]:
     if g.deltas is not None:
         return g.deltas
-    return _compose(reg, bb, pool, g.candidates, g.weights, g.merger)
+    return _compose(reg, bb, pool, g.candidates, g.weights, g.merger, g.params)
+
+
+def plan_scale(reg, bb, task, pool: str, cfg: MethodConfig, queries: list[Any],
+               progress: Progress | None = None) -> list[tuple[str, TaskPlan]]:
+    """SCALE's views: per view, ilc's retrieval, clusters and searched weights, then SDP (seeded) + LASRC.
+
+    Controls: ``sdp_rate=0`` (no SDP), ``scale_merger="linear"`` (multi-view without LASRC),
+    ``random_views`` (each cluster's candidates drawn at random from the pool, same count, seeded
+    by view). Nothing is decoded here."""
+    import copy
+
+    out = []
+    names_all = [r["name"] for r in reg.list(pool=pool)]
+    for view in cfg.views:
+        vcfg = copy.copy(cfg)
+        vcfg.method, vcfg.view = "lasrc", view
+        if cfg.random_views:
+            plan = plan_task(reg, bb, task, pool, vcfg, queries, progress)
+            rng = random.Random(f"{cfg.sdp_seed}:{view}")
+            support = [{"input": e.input, "target": e.target} for e in task.support]
+            for g in plan.groups:
+                cands = rng.sample(names_all, len(g.candidates))
+                res = _cached_search(bb, reg, pool, cands, support, cfg.search, "linear", ("random", task.name, view, g.label),
+                                     ensure(progress))
+                g.candidates, g.weights, g.search, g.support_loss = cands, res.weights, res, res.support_loss
+        else:
+            plan = plan_task(reg, bb, task, pool, vcfg, queries, progress)
+        for g in plan.groups:
+            if cfg.sdp_rate > 0:
+                g.merger = f"sdp+{cfg.scale_merger}"
+                g.params = {"sdp.drop_rate": cfg.sdp_rate, "sdp.seed": cfg.sdp_seed}
+            else:
+                g.merger = cfg.scale_merger
+        out.append((view, plan))
+    return out
+
+
+def aggregate(preds: dict[str, str], losses: dict[str, float], how: str, temperature: float = 1.0,
+              oracle_view: str | None = None) -> tuple[str, str, float]:
+    """One query's final normalized answer from its views' normalized answers (method.md, SCALE).
+
+    ``support``: omega = softmax(-L/T); ``uniform``: omega = 1/V; score(a) = sum_v omega_v [pred_v = a],
+    argmax, ties to the answer of the lowest-loss view. ``best-view``: the lowest-loss view's answer.
+    ``oracle``: ``oracle_view``'s answer (chosen with labels). Returns (answer, view giving it, agreement score).
+    """
+    views = sorted(preds, key=lambda v: (losses[v], v))  # lowest loss first
+    if how == "best-view":
+        return preds[views[0]], views[0], 1.0
+    if how == "oracle":
+        if oracle_view is None:
+            raise EvalError("oracle aggregation needs the oracle view")
+        return preds[oracle_view], oracle_view, 1.0
+    if how == "support":
+        om = dict(zip(views, _softmax([losses[v] for v in views], temperature)))
+    elif how == "uniform":
+        om = {v: 1.0 / len(views) for v in views}
+    else:
+        raise EvalError(f"unknown aggregation {how!r}; use one of {', '.join(SCALE_AGGREGATIONS)}")
+    score: dict[str, float] = {}
+    for v in views:
+        score[preds[v]] = score.get(preds[v], 0.0) + om[v]
+    best = max(score.values())
+    for v in views:  # ties go to the lowest-loss view's answer
+        if score[preds[v]] >= best - 1e-12:
+            return preds[v], v, best
+    raise AssertionError("unreachable")
 
 
 def logo_weights(reg, bb, pool: str, names: list[str], prompts: list[str], cfg: MethodConfig,

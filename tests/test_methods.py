@@ -173,3 +173,52 @@ def test_compose_task_retrieves_searches_composes(tmp_path, tiny_bbh, llama_base
     assert out["support_loss"] < out["search_history"][0]["loss"]  # better than the base model (step 1: all zeros)
     prov = json.loads((tmp_path / "c" / "scalectl_provenance.json").read_text())
     assert prov["operator"] == "lasrc" and [i["name"] for i in prov["inputs"]] == out["candidates"]
+
+
+def test_scale_views_aggregations_and_controls(tiny_bbh, llama_base, indexed):
+    from scalectl.backbone import load_backbone
+    from scalectl.methods import aggregate
+
+    build_index(indexed, "tiny", "qa", embedder=EMB)
+    bb = load_backbone(str(llama_base), device="cpu")
+    cfg = _cfg("scale", views=["balanced", "qa"], sdp_rate=0.5, sdp_seed=42)
+    res = run_eval("tiny_mix", reg=indexed, bb=bb, pool="tiny", method=cfg, bbh_dir=str(tiny_bbh), limit=5)
+    run = indexed.run(res.run_id)
+    assert run["summary"]["path_cost"]["paths_per_query"] == 2.0
+    plan = run["summary"]["plans"]["bbh/tiny_mix"]
+    assert set(plan["views"]) == {"balanced", "qa"}
+    assert all(g["merger"] == "sdp+lasrc" and g["params"] == {"sdp.drop_rate": 0.5, "sdp.seed": 42}
+               for v in plan["views"].values() for g in v["groups"])
+    recs = indexed.records(res.run_id)
+    for r in recs:
+        x = r["extra"]
+        norm = {v: d["normalized"] for v, d in x["views"].items()}
+        assert r["normalized"] == aggregate(norm, x["view_losses"], "support")[0]
+    derived = res.config["derived_runs"]
+    assert set(derived) == {"uniform", "best-view", "oracle"}
+    oracle = indexed.run(derived["oracle"])
+    assert oracle["method"] == "scale-oracle" and oracle["config"]["uses_labels"] is True
+    assert all(r["extra"]["uses_labels"] for r in indexed.records(derived["oracle"]))
+    assert indexed.run(derived["uniform"])["config"]["uses_labels"] is False
+    # the oracle picks, per task, the view with the best query accuracy; "any view correct" bounds it
+    o = oracle["summary"]
+    accs = {v: sum(r["extra"]["views"][v]["correct"] for r in recs) / len(recs) for v in ("balanced", "qa")}
+    assert o["macro_accuracy"] == pytest.approx(max(accs.values()))
+    assert o["any_view_correct"] >= o["macro_accuracy"]
+    # controls: no SDP, linear per view
+    res2 = run_eval("tiny_mix", reg=indexed, bb=bb, pool="tiny", bbh_dir=str(tiny_bbh), limit=5,
+                    method=_cfg("scale", views=["balanced", "qa"], sdp_rate=0.0, scale_merger="linear"))
+    plan2 = indexed.run(res2.run_id)["summary"]["plans"]["bbh/tiny_mix"]
+    assert all(g["merger"] == "linear" for v in plan2["views"].values() for g in v["groups"])
+
+
+def test_aggregate_rules():
+    from scalectl.methods import aggregate
+
+    losses = {"a": 1.0, "b": 2.0, "c": 3.0}
+    assert aggregate({"a": "x", "b": "y", "c": "y"}, losses, "uniform")[0] == "y"  # 2 votes of 3
+    # support: omega = softmax(-L): a has 0.665 > b + c = 0.335
+    assert aggregate({"a": "x", "b": "y", "c": "y"}, losses, "support")[0] == "x"
+    assert aggregate({"a": "x", "b": "y"}, {"a": 1.0, "b": 1.0}, "uniform")[0] == "x"  # tie: lowest-loss view (then name)
+    assert aggregate({"a": "x", "b": "y", "c": "z"}, losses, "best-view")[:2] == ("x", "a")
+    assert aggregate({"a": "x", "b": "y"}, {"a": 1.0, "b": 2.0}, "oracle", oracle_view="b")[0] == "y"

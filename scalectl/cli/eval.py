@@ -24,6 +24,12 @@ def eval_cmd(
     logo_signal: Annotated[str, typer.Option("--logo-signal", help="logo: l2 (default) or entropy.")] = "l2",
     logo_k: Annotated[int, typer.Option("--logo-k", help="logo: adapters kept per query (20).")] = 20,
     logo_variant: Annotated[str, typer.Option("--logo-variant", help="logo: weighted (default), uniform or top1.")] = "weighted",
+    views: Annotated[str, typer.Option("--views", help="scale: comma-separated index views.")] = "retrieval,balanced,qa",
+    sdp: Annotated[float, typer.Option("--sdp", help="scale: SDP drop rate per view (0: the no-SDP control).")] = 0.5,
+    seed: Annotated[int, typer.Option("--seed", help="scale: SDP seed.")] = 42,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="scale: run once per SDP seed, e.g. 42,52,133,3407.")] = None,
+    scale_merger: Annotated[str, typer.Option("--scale-merger", help="scale: lasrc, or linear (the no-LASRC control).")] = "lasrc",
+    random_views: Annotated[bool, typer.Option("--random-views", help="scale: random candidates per view (control).")] = False,
     adapters: Annotated[Optional[str], typer.Option("--adapters", "-a", help="Comma-separated adapter names to compose.")] = None,
     merger: Annotated[str, typer.Option("--merger", "-M", help="Merger for --adapters (scalectl compose --list).")] = "linear",
     weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="Comma-separated weights (default 1/K each).")] = None,
@@ -41,25 +47,43 @@ def eval_cmd(
     """Evaluate on BIG-Bench Hard: per-task normalized exact match and the macro average, one record per query."""
     from .. import report
     from ..compose import parse_weights
+    from ..errors import EvalError
     from ..evaluate import run_eval
     from ..merge.table import parse_params
     from ..methods import MethodConfig
     from ..search import SearchConfig
 
     names = [a.strip() for a in (adapters or "").split(",") if a.strip()]
-    mcfg = None
-    if method is not None:
-        mcfg = MethodConfig(method=method, view=view, n_global=n_global, n_local=n_local, embedder=embedder,
-                            search=SearchConfig(steps=steps, seed=search_seed), lorahub_k=lorahub_k,
-                            lorahub_seed=lorahub_seed, retrieved=retrieved, logo_signal=logo_signal, logo_k=logo_k,
-                            logo_variant=logo_variant)
-        mcfg.check()
-    with report.RichProgress(enabled=not as_json) as prog:
-        res = run_eval(task, base=base, adapters=names or None, weights=parse_weights(weights, len(names)) if names else None,
-                       merger=merger, params=parse_params(param), pool=pool, base_only=base_only, bbh_dir=bbh_dir,
-                       limit=limit, batch_size=batch_size, device=device, label=label, allow_partial=allow_partial,
-                       method=mcfg, progress=prog)
+    seed_list = [seed]
+    if seeds:
+        try:
+            seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+        except ValueError:
+            raise EvalError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+        if method != "scale":
+            raise EvalError("--seeds sweeps SDP seeds of --method scale")
+    results = []
+    for sd in seed_list:
+        mcfg = None
+        if method is not None:
+            mcfg = MethodConfig(method=method, view=view, n_global=n_global, n_local=n_local, embedder=embedder,
+                                search=SearchConfig(steps=steps, seed=search_seed), lorahub_k=lorahub_k,
+                                lorahub_seed=lorahub_seed, retrieved=retrieved, logo_signal=logo_signal, logo_k=logo_k,
+                                logo_variant=logo_variant, views=[v.strip() for v in views.split(",") if v.strip()],
+                                sdp_rate=sdp, sdp_seed=sd, scale_merger=scale_merger, random_views=random_views)
+            mcfg.check()
+        with report.RichProgress(enabled=not as_json) as prog:
+            res = run_eval(task, base=base, adapters=names or None,
+                           weights=parse_weights(weights, len(names)) if names else None,
+                           merger=merger, params=parse_params(param), pool=pool, base_only=base_only, bbh_dir=bbh_dir,
+                           limit=limit, batch_size=batch_size, device=device, label=label, allow_partial=allow_partial,
+                           method=mcfg, progress=prog)
+        results.append(res)
+        if not as_json:
+            report.eval_result(res)
+            derived = res.config.get("derived_runs")
+            if derived:
+                report.info("scale aggregations from the same view records: "
+                            + ", ".join(f"{k} {v}" for k, v in derived.items()) + " (oracle uses query labels)")
     if as_json:
-        report.emit_json(res.to_dict())
-        return
-    report.eval_result(res)
+        report.emit_json(results[0].to_dict() if len(results) == 1 else [r.to_dict() for r in results])
