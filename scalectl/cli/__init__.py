@@ -64,6 +64,7 @@ def _main(
         os.environ["SCALECTL_HOME"] = str(home)
 
 
+from . import audit as _audit  # noqa: E402
 from . import base as _base  # noqa: E402
 from . import compose as _compose  # noqa: E402
 from . import demo as _demo  # noqa: E402
@@ -76,6 +77,7 @@ from . import runs as _runs  # noqa: E402
 app.add_typer(_pool.app, name="pool")
 app.add_typer(_base.app, name="base")
 app.add_typer(_runs.app, name="runs")
+app.add_typer(_audit.app, name="audit")
 app.command("eval")(_eval.eval_cmd)
 app.command("index")(_index.index_cmd)
 app.command("retrieve")(_retrieve.retrieve_cmd)
