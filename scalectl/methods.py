@@ -68,6 +68,7 @@ class MethodConfig:
     sdp_seed: int = 42
     scale_merger: str = "lasrc"  # scale: "linear" is the "multi-view without LASRC" control
     random_views: bool = False  # scale: the "random sparse views" control (random candidates per cluster)
+    merger_params: dict[str, Any] = field(default_factory=dict)  # e.g. LASRC's ablation switches for lasrc / scale
 
     def check(self) -> None:
         if self.method not in METHODS:
@@ -84,6 +85,12 @@ class MethodConfig:
             raise EvalError("candidate counts must be at least 1")
         if not self.temperature > 0:
             raise EvalError("--temperature must be positive")
+        if self.merger_params:
+            from .merge.table import resolve_merger
+
+            if self.method not in ("lasrc", "scale"):
+                raise EvalError(f"--param sets LASRC parameters of --method lasrc or scale, not {self.method}")
+            resolve_merger("lasrc", self.merger_params)  # unknown keys or bad values fail now, before any search
         if self.method == "scale":
             if not self.views or len(set(self.views)) != len(self.views):
                 raise EvalError(f"--views must name distinct views, got {self.views}")
@@ -198,10 +205,12 @@ def plan_task(reg, bb, task, pool: str, cfg: MethodConfig, queries: list[Any], p
             clusters.append((j, cands, res))
         if cfg.method in ("ilc", "lasrc"):
             merger = "linear" if cfg.method == "ilc" else "lasrc"
+            params = dict(cfg.merger_params) if merger == "lasrc" and cfg.merger_params else None
             for j, cands, res in clusters:
                 qi = [i for i in all_q if routes[i] == j]
                 if qi:
-                    plan.groups.append(Group(f"support-{j}", merger, cands, res.weights, qi, res.support_loss, res))
+                    plan.groups.append(Group(f"support-{j}", merger, cands, res.weights, qi, res.support_loss, res,
+                                             params=params))
         elif cfg.method == "lmix-fr":
             j, cands, res = min(clusters, key=lambda c: c[2].support_loss)
             plan.groups.append(Group(f"support-{j}", "linear", cands, res.weights, all_q, res.support_loss, res))
@@ -268,12 +277,14 @@ def plan_scale(reg, bb, task, pool: str, cfg: MethodConfig, queries: list[Any],
                 g.candidates, g.weights, g.search, g.support_loss = cands, res.weights, res, res.support_loss
         else:
             plan = plan_task(reg, bb, task, pool, vcfg, queries, progress)
+        own = dict(cfg.merger_params) if cfg.scale_merger == "lasrc" else {}
         for g in plan.groups:
             if cfg.sdp_rate > 0:
                 g.merger = f"sdp+{cfg.scale_merger}"
-                g.params = {"sdp.drop_rate": cfg.sdp_rate, "sdp.seed": cfg.sdp_seed}
+                g.params = {**own, "sdp.drop_rate": cfg.sdp_rate, "sdp.seed": cfg.sdp_seed}
             else:
                 g.merger = cfg.scale_merger
+                g.params = own or None
         out.append((view, plan))
     return out
 

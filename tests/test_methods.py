@@ -222,3 +222,17 @@ def test_aggregate_rules():
     assert aggregate({"a": "x", "b": "y"}, {"a": 1.0, "b": 1.0}, "uniform")[0] == "x"  # tie: lowest-loss view (then name)
     assert aggregate({"a": "x", "b": "y", "c": "z"}, losses, "best-view")[:2] == ("x", "a")
     assert aggregate({"a": "x", "b": "y"}, {"a": 1.0, "b": 2.0}, "oracle", oracle_view="b")[0] == "y"
+
+
+def test_lasrc_ablation_switch_reaches_the_merge(tiny_bbh, llama_base, indexed):
+    from scalectl.merge.table import MergeError
+
+    with pytest.raises(MergeError):
+        MethodConfig(method="lasrc", merger_params={"no_such_switch": "true"}).check()
+    with pytest.raises(EvalError, match="LASRC parameters"):
+        MethodConfig(method="ilc", merger_params={"fixed_alpha": "true"}).check()
+    res = run_eval("tiny_mix", reg=indexed, base=str(llama_base), pool="tiny", bbh_dir=str(tiny_bbh), limit=3,
+                   method=_cfg("lasrc", merger_params={"fixed_alpha": "true"}))
+    groups = indexed.run(res.run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
+    assert all(g["params"] == {"fixed_alpha": "true"} for g in groups)
+    assert indexed.run(res.run_id)["config"]["method_config"]["merger_params"] == {"fixed_alpha": "true"}

@@ -70,7 +70,8 @@ def eval_cmd(
                                 search=SearchConfig(steps=steps, seed=search_seed), lorahub_k=lorahub_k,
                                 lorahub_seed=lorahub_seed, retrieved=retrieved, logo_signal=logo_signal, logo_k=logo_k,
                                 logo_variant=logo_variant, views=[v.strip() for v in views.split(",") if v.strip()],
-                                sdp_rate=sdp, sdp_seed=sd, scale_merger=scale_merger, random_views=random_views)
+                                sdp_rate=sdp, sdp_seed=sd, scale_merger=scale_merger, random_views=random_views,
+                                merger_params=parse_params(param))
             mcfg.check()
         with report.RichProgress(enabled=not as_json) as prog:
             res = run_eval(task, base=base, adapters=names or None,
