@@ -16,6 +16,12 @@ And functions over registry runs:
 - :func:`paired`: runs aligned by (task, query_id) against one baseline, every statistic above per run.
 - :func:`seeds`: the spread of one method's macro accuracy across its done runs (search / SDP seeds).
 - :func:`export`: the replication bundle (``records.jsonl`` + ``runs.json``), written atomically.
+- :func:`views`: a SCALE run's single views, aggregations, the label-based oracle and its headroom, path cost.
+- :func:`ablations`: LASRC ablation runs (one switch each) against the run with no switch on the same queries.
+- :func:`calibration`: support loss vs view accuracy (Pearson, Spearman) and the coverage-risk curve of the
+  agreement score (:func:`correlation`, :func:`coverage_risk`).
+- :func:`compat`: a pool's pairwise RMS cosines (method.md, "Compatibility (naive summation)").
+- :func:`errors`: the error taxonomy per wrong query, each category decided by records (:data:`ERROR_RULES`).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import EvalError, RegistryError
+from .errors import EvalError, RegistryError, ScalectlError
 
 N_SAMPLES = 10_000  # method.md: 10,000 sign-flip samples and 10,000 bootstrap resamples
 SEED = 0
@@ -633,3 +639,753 @@ def export(reg, run_ids: Sequence[str] | str | None, out_dir: str | Path, force:
     return {"out": str(out), "n_records": n_records, "records_sha256": h.hexdigest(),
             "runs": [{"run": r["id"], "method": r["method"], "label": r.get("label"), "status": r["status"], "n_records": n}
                      for r, n in zip(runs, counts)]}
+
+
+# ---------------------------------------------------------------- SCALE views (method.md, "SCALE: multi-view reliability")
+
+SCALE_AGGREGATES = ("uniform", "best-view", "oracle")  # the derived runs of a SCALE run (scale-<how>)
+
+
+def _has_views(recs: list[dict[str, Any]]) -> bool:
+    return bool(recs) and all(isinstance((r.get("extra") or {}).get("views"), dict) and r["extra"]["views"] for r in recs)
+
+
+def _view_names(run: dict[str, Any], recs: list[dict[str, Any]]) -> list[str]:
+    names = list(recs[0]["extra"]["views"])
+    for r in recs:
+        if sorted(r["extra"]["views"]) != sorted(names):
+            raise EvalError(f"run {_describe(run)}: {r['task']} query {r['query_id']} has views "
+                            f"{', '.join(sorted(r['extra']['views']))} but the first record has {', '.join(sorted(names))}")
+    return names
+
+
+def _view_run(reg, spec: str, role: str = "run",
+              to_parent: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """A done run whose records carry SCALE's per-view answers (``scale``, or a derived ``scale-*`` run).
+
+    ``to_parent``: a derived run is replaced by the SCALE run it was derived from (with a note)."""
+    run, note = resolve_run(reg, spec, role=role)
+    notes = [note] if note else []
+    parent = (run.get("config") or {}).get("derived_from")
+    if to_parent and parent:
+        try:
+            prun = reg.run(parent)
+        except RegistryError:
+            raise EvalError(f"run {_describe(run)} was derived from the SCALE run {parent}, "
+                            "which is no longer in the registry") from None
+        notes.append(f"{_describe(run)} is derived from the SCALE run {prun['id']}; auditing that run and its derived runs")
+        run = prun
+    _require_done([run])
+    recs = reg.records(run["id"])
+    if not _has_views(recs):
+        what = "has no records" if not recs else "has no per-view records"
+        raise EvalError(f"run {_describe(run)} {what}: it is not a SCALE run (`scalectl eval --method scale` records one)")
+    return run, recs, notes
+
+
+def derived_runs(reg, run_id: str) -> dict[str, dict[str, Any]]:
+    """The latest done run of each aggregation derived from the SCALE run ``run_id`` (``{"uniform": run, ...}``)."""
+    order = _order(reg)
+    out: dict[str, dict[str, Any]] = {}
+    for r in reg.runs(status="done"):
+        cfg = r.get("config") or {}
+        if cfg.get("derived_from") != run_id:
+            continue
+        how = cfg.get("aggregation") or str(r["method"]).removeprefix("scale-")
+        old = out.get(how)
+        if old is None or (r["created"] or "", order.get(r["id"], 0)) > (old["created"] or "", order.get(old["id"], 0)):
+            out[how] = r
+    return out
+
+
+def _by_task(recs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in recs:
+        out.setdefault(r["task"], []).append(r)
+    return dict(sorted(out.items()))
+
+
+def _lowest_loss_view(losses: dict[str, float]) -> str:
+    """The lowest-support-loss view; ties go to the view name (as :func:`scalectl.methods.aggregate`)."""
+    return min(losses, key=lambda v: (losses[v], v))
+
+
+def _oracle_views(by_task: dict[str, list[dict[str, Any]]], names: list[str]) -> dict[str, str]:
+    """Per task the view with the best query accuracy, ties to the lower support loss (as the derived oracle run)."""
+    out = {}
+    for t, rs in by_task.items():
+        acc = {v: sum(bool(r["extra"]["views"][v]["correct"]) for r in rs) / len(rs) for v in names}
+        losses = rs[0]["extra"].get("view_losses") or {}
+        out[t] = max(names, key=lambda v: (acc[v], -losses.get(v, 0.0)))
+    return out
+
+
+def _aggregate_correct(recs: list[dict[str, Any]], how: str, oracle: dict[str, str] | None = None) -> dict[tuple[str, str], bool]:
+    """Correctness of each query under one aggregation, recomputed from the view records (no decoding)."""
+    from .methods import aggregate
+
+    out = {}
+    for r in recs:
+        x = r["extra"]
+        norm = {v: d["normalized"] for v, d in x["views"].items()}
+        _, view, _ = aggregate(norm, x["view_losses"], how, oracle_view=(oracle or {}).get(r["task"]))
+        out[(r["task"], str(r["query_id"]))] = bool(x["views"][view]["correct"])
+    return out
+
+
+def views(reg, run: str = "scale") -> dict[str, Any]:
+    """SCALE's views side by side (method.md, "SCALE: multi-view reliability"), per task and macro.
+
+    Columns per task: the query accuracy of each single view (its own decoded answers), of the three aggregations
+    (``support``: omega = softmax(-L_v), the SCALE run itself; ``uniform``; ``best-view``: the lowest-loss view),
+    the ``oracle`` (per task the view with the best query accuracy: USES LABELS, a diagnostic upper bound), "any view
+    correct" (the query-level upper bound, also label-based) and the oracle headroom ``oracle - support``. The macro
+    row averages every column over tasks. Aggregations come from the derived ``scale-*`` runs when they exist, else
+    they are recomputed from the view records with :func:`scalectl.methods.aggregate` (noted).
+
+    Args:
+        reg: the registry.
+        run: a SCALE run id / prefix, the method name ``scale`` (its latest done run), or a derived run (its parent).
+
+    Returns:
+        ``{"run", "label", "views": [names], "tasks": [rows], "macro": row, "derived": {how: run id or None},
+        "path_cost": {...}, "notes"}``; a row has task, n, ``view_accuracy`` {view: acc}, support, uniform,
+        best_view, oracle, oracle_view, any_view_correct, headroom, lowest_loss_view, view_losses. Fractions.
+
+    Raises:
+        EvalError: no such run, not done, not a SCALE run, inconsistent views.
+    """
+    srun, recs, notes = _view_run(reg, run, to_parent=True)
+    names = _view_names(srun, recs)
+    by_task = _by_task(recs)
+    derived = derived_runs(reg, srun["id"])
+    oracle_view = _oracle_views(by_task, names)
+    agg: dict[str, dict[tuple[str, str], bool]] = {"support": {(r["task"], str(r["query_id"])): bool(r["correct"]) for r in recs}}
+    for how in SCALE_AGGREGATES:
+        d = derived.get(how)
+        drecs = _keyed(reg.records(d["id"])) if d else {}
+        if d and set(drecs) == set(agg["support"]):
+            agg[how] = {k: bool(v["correct"]) for k, v in drecs.items()}
+            if how == "oracle":
+                ov = (d.get("summary") or {}).get("oracle_views")
+                if isinstance(ov, dict):
+                    oracle_view.update({t: v for t, v in ov.items() if t in oracle_view})
+        else:
+            if d:
+                notes.append(f"the derived scale-{how} run {d['id']} covers other queries; recomputed from the view records")
+            else:
+                notes.append(f"no derived scale-{how} run: recomputed from the view records")
+            agg[how] = _aggregate_correct(recs, how, oracle_view)
+    plans = (srun.get("summary") or {}).get("plans") or {}
+    rows = []
+    for t, rs in by_task.items():
+        keys = [(t, str(r["query_id"])) for r in rs]
+        acc = {how: sum(agg[how][k] for k in keys) / len(rs) for how in agg}
+        losses = dict(rs[0]["extra"].get("view_losses") or {})
+        for v in names:
+            sl = (((plans.get(t) or {}).get("views") or {}).get(v) or {}).get("support_loss")
+            if sl is not None:
+                losses[v] = float(sl)
+        rows.append({
+            "task": t, "n": len(rs),
+            "view_accuracy": {v: sum(bool(r["extra"]["views"][v]["correct"]) for r in rs) / len(rs) for v in names},
+            "support": acc["support"], "uniform": acc["uniform"], "best_view": acc["best-view"], "oracle": acc["oracle"],
+            "oracle_view": oracle_view[t],
+            "any_view_correct": sum(any(bool(d["correct"]) for d in r["extra"]["views"].values()) for r in rs) / len(rs),
+            "headroom": acc["oracle"] - acc["support"],
+            "lowest_loss_view": _lowest_loss_view(losses) if losses else None, "view_losses": losses,
+        })
+    keys = ("support", "uniform", "best_view", "oracle", "any_view_correct", "headroom")
+    macro = {"task": "macro", "n": len(recs),
+             "view_accuracy": {v: float(np.mean([r["view_accuracy"][v] for r in rows])) for v in names},
+             **{k: float(np.mean([r[k] for r in rows])) for k in keys}, "oracle_view": None, "lowest_loss_view": None,
+             "view_losses": None}
+    return {"run": srun["id"], "label": srun.get("label"), "views": names, "tasks": rows, "macro": macro,
+            "derived": {how: (derived[how]["id"] if how in derived else None) for how in SCALE_AGGREGATES},
+            "path_cost": (srun.get("summary") or {}).get("path_cost") or {}, "notes": notes}
+
+
+# presentation helpers shared by the CLI tables and the HTML report
+
+
+def views_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The views table flattened: one row per task and the macro row, one ``view:NAME`` column per view."""
+    out = []
+    for r in res["tasks"] + [res["macro"]]:
+        out.append({**{k: v for k, v in r.items() if k not in ("view_accuracy", "view_losses")},
+                    **{f"view:{v}": r["view_accuracy"][v] for v in res["views"]}})
+    return out
+
+
+def views_columns(res: dict[str, Any]) -> list[tuple[str, str]]:
+    return ([("task", "task"), ("n", "queries")] + [(f"view:{v}", f"view {v}") for v in res["views"]]
+            + [("support", "support (SCALE)"), ("uniform", "uniform"), ("best_view", "best-view"),
+               ("oracle", "oracle (uses labels)"), ("any_view_correct", "any view correct (uses labels)"),
+               ("headroom", "headroom oracle-support (points)"), ("oracle_view", "oracle view")])
+
+
+def views_caption(res: dict[str, Any]) -> str:
+    pc = res.get("path_cost") or {}
+    cost = (f"path cost: {pc['paths_per_query']:g} decoded paths per query ({pc['paths_per_query']:g}x one view)"
+            if pc.get("paths_per_query") is not None else "path cost: not recorded")
+    extra = ", ".join(f"{k.replace('_', ' ')} {pc[k]:g}" for k in ("compose_seconds", "search_seconds", "decode_seconds",
+                                                                   "peak_rss_mb") if isinstance(pc.get(k), (int, float)))
+    return (f"EM %; support = softmax(-L_v) weighted vote (the SCALE run), uniform = 1/V vote, best-view = lowest support "
+            f"loss; oracle = per task the view with the best query accuracy and any view correct: both USE QUERY LABELS "
+            f"(diagnostic upper bounds, not a method). {cost}" + (f"; {extra}" if extra else ""))
+
+
+def _fmt_p(p: float | None) -> str:
+    return "-" if p is None else (f"{p:.4f}" if p >= 1e-3 else f"{p:.1e}")
+
+
+def calibration_caption(res: dict[str, Any]) -> str:
+    c = res["correlation"]
+    lb = res["lowest_loss_best"]
+    if c["pearson"] is None:
+        corr = "correlation undefined"
+    else:
+        corr = (f"Pearson r = {c['pearson']:+.3f} (p {_fmt_p(c['pearson_p'])}), Spearman rho = {c['spearman']:+.3f} "
+                f"(p {_fmt_p(c['spearman_p'])}) over {c['n']} (task, view) points (negative: lower loss, higher accuracy)")
+    return f"{corr}; the lowest-loss view is the most accurate on {lb['tasks']} of {lb['n_tasks']} tasks"
+
+
+# ---------------------------------------------------------------- LASRC ablations (method.md, "Merge operators": lasrc)
+
+ABLATION_SWITCHES = ("no_norm_rescale", "no_pruning", "fixed_alpha", "no_floor", "no_guard")
+
+
+def lasrc_setting(run: dict[str, Any]) -> dict[str, Any] | None:
+    """How a run composes with LASRC, from its config; ``None`` when it does not use an lasrc merger.
+
+    Two places record it: ``config["composition"]`` (``scalectl eval --adapters ... --merger lasrc --param K=V``:
+    ``merger`` and resolved ``params``) and ``config["method_config"]`` (``--method lasrc``, or ``--method scale``
+    with the lasrc merger: ``merger_params`` as given). Returns ``{"switches": {name: bool} for the five ablation
+    switches, "params": the other resolved LASRC parameters, "family": a JSON key of everything but the switches
+    (method, backbone, other parameters, adapters and weights or the method config)}``.
+    """
+    from .merge.table import resolve_merger
+
+    cfg = run.get("config") or {}
+    comp = cfg.get("composition") or None
+    mc = cfg.get("method_config") or None
+    if isinstance(comp, dict) and str(comp.get("merger", "")).split("+")[-1] == "lasrc":
+        given = comp.get("params") or {}
+        family: dict[str, Any] = {"merger": comp.get("merger"), "sdp": comp.get("sdp"),
+                                  "adapters": [a.get("name") if isinstance(a, dict) else a for a in comp.get("adapters") or []],
+                                  "weights": comp.get("weights")}
+    elif isinstance(mc, dict) and (mc.get("method") == "lasrc"
+                                   or (mc.get("method") == "scale" and mc.get("scale_merger", "lasrc") == "lasrc")):
+        given = mc.get("merger_params") or {}
+        family = {"method_config": {k: v for k, v in mc.items() if k != "merger_params"}}
+    else:
+        return None
+    try:
+        resolved = resolve_merger("lasrc", {k: v for k, v in given.items() if not str(k).startswith("sdp.")}).params
+    except ScalectlError as e:
+        raise EvalError(f"run {_describe(run)} records LASRC parameters that no longer resolve: {e}") from None
+    switches = {s: bool(resolved.get(s, False)) for s in ABLATION_SWITCHES}
+    other = {k: v for k, v in resolved.items() if k not in ABLATION_SWITCHES}
+    key = json.dumps({"method": run["method"], "base_model": _base_model(run), "params": other, **family},
+                     sort_keys=True, default=str)
+    return {"switches": switches, "params": other, "family": key}
+
+
+def ablations(reg, runs: Sequence[str] | str | None = None) -> dict[str, Any]:
+    """LASRC ablation runs side by side: which switch is on, macro accuracy, delta vs the run with no switch.
+
+    A run's reference is the latest done run with every switch off in the same family (same method, backbone, other
+    LASRC parameters, and the same adapters and weights or the same method config; see :func:`lasrc_setting`) that
+    covers exactly the same queries (task, query id and input hash). ``delta = macro(run) - macro(reference)``;
+    flips are counted on the shared queries. Runs derived from a SCALE run are left out unless named.
+
+    Args:
+        reg: the registry.
+        runs: run ids / prefixes / method names (comma-separated string works). Empty: every done run with an
+            lasrc merger.
+
+    Returns:
+        ``{"switches": [...], "runs": [run, method, label, switches {name: bool}, on [names], macro_accuracy,
+        n_queries, n_tasks, reference (run id or None), delta, i2c, c2i], "notes"}``, references first in each family.
+
+    Raises:
+        EvalError: a named run that is not done or uses no lasrc merger; no lasrc run at all.
+    """
+    notes: list[str] = []
+    specs = _split(runs)
+    done = reg.runs(status="done")
+    settings = {}
+    for r in done:
+        s = lasrc_setting(r)
+        if s is not None:
+            settings[r["id"]] = s
+    if specs:
+        chosen = []
+        for spec in specs:
+            r, note = resolve_run(reg, spec)
+            if note:
+                notes.append(note)
+            _require_done([r])
+            if r["id"] not in settings:
+                raise EvalError(f"run {_describe(r)} does not compose with lasrc (neither config.composition nor "
+                                "config.method_config names an lasrc merger)")
+            if r["id"] not in {x["id"] for x in chosen}:
+                chosen.append(r)
+    else:
+        chosen = [r for r in done if r["id"] in settings and not (r.get("config") or {}).get("derived_from")]
+        if not chosen:
+            raise EvalError("no done run composes with lasrc; e.g. `scalectl eval --method lasrc --param no_guard=true ...` "
+                            "and the same without --param record an ablation pair")
+    order = _order(reg)
+    by_id = {r["id"]: r for r in done}
+    keyed_cache: dict[str, dict] = {}
+
+    def keyed(rid: str) -> dict:
+        if rid not in keyed_cache:
+            keyed_cache[rid] = _keyed(reg.records(rid))
+        return keyed_cache[rid]
+
+    def macro(k: dict, keys: list | None = None) -> float:
+        keys = list(k) if keys is None else keys
+        return macro_accuracy(np.array([k[x]["correct"] for x in keys], dtype=float), np.array([x[0] for x in keys]))
+
+    rows = []
+    for r in chosen:
+        s = settings[r["id"]]
+        km = keyed(r["id"])
+        if not km:
+            raise EvalError(f"run {_describe(r)} has no records")
+        row = {"run": r["id"], "method": r["method"], "label": r.get("label"), "switches": s["switches"],
+               "on": [k for k, v in s["switches"].items() if v], "macro_accuracy": macro(km), "n_queries": len(km),
+               "n_tasks": len({k[0] for k in km}), "reference": None, "delta": None, "i2c": None, "c2i": None,
+               "family": s["family"]}
+        if not row["on"]:
+            row.update(reference=r["id"], delta=0.0, i2c=0, c2i=0)
+        else:
+            refs = [by_id[i] for i, x in settings.items() if x["family"] == s["family"] and not any(x["switches"].values())]
+            refs = [x for x in refs if not any(_mismatch(keyed(x["id"]), km))]
+            if refs:
+                ref = max(refs, key=lambda x: (x["created"] or "", order.get(x["id"], 0)))
+                kb = keyed(ref["id"])
+                keys = list(kb)
+                f = flips(np.array([km[k]["correct"] for k in keys]), np.array([kb[k]["correct"] for k in keys]))
+                row.update(reference=ref["id"], delta=macro(km, keys) - macro(kb, keys), i2c=f["i2c"], c2i=f["c2i"])
+            else:
+                notes.append(f"{_describe(r)} ({', '.join(row['on'])}): no done run with every switch off in the same "
+                             "family (method, adapters/weights or method config, other parameters) covers its queries")
+        rows.append(row)
+    fam_order = {f: i for i, f in enumerate(dict.fromkeys(x["family"] for x in rows))}
+    rows.sort(key=lambda x: (fam_order[x["family"]], bool(x["on"]), [not x["switches"][k] for k in ABLATION_SWITCHES]))
+    for x in rows:
+        x.pop("family")
+    return {"switches": list(ABLATION_SWITCHES), "runs": rows, "notes": notes}
+
+
+# ---------------------------------------------------------------- calibration (method.md, "Audit statistics")
+
+
+def correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
+    """Pearson and Spearman correlation (``scipy.stats``) with their two-sided p-values.
+
+    Returns ``{"n", "pearson", "pearson_p", "spearman", "spearman_p"}``; the four are ``None`` with fewer than 3
+    points or a constant side (undefined)."""
+    from scipy import stats
+
+    a = np.asarray(x, dtype=float).ravel()
+    b = np.asarray(y, dtype=float).ravel()
+    out: dict[str, Any] = {"n": int(a.size), "pearson": None, "pearson_p": None, "spearman": None, "spearman_p": None}
+    if a.size != b.size:
+        raise ValueError(f"x has {a.size} values but y has {b.size}")
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return out
+    pr = stats.pearsonr(a, b)
+    sr = stats.spearmanr(a, b)
+    out.update(pearson=float(pr.statistic), pearson_p=float(pr.pvalue), spearman=float(sr.statistic), spearman_p=float(sr.pvalue))
+    return out
+
+
+def coverage_risk(confidence: Sequence[float], correct: Sequence[float]) -> dict[str, Any]:
+    """Selective prediction: the coverage-risk curve of answering only the most confident queries.
+
+    Queries are sorted by confidence, highest first; one point per distinct confidence value ``c`` (descending)
+    covers every query with confidence ``>= c`` (tied queries enter together, so the curve does not depend on an
+    arbitrary order): ``coverage = covered / N``, ``risk`` = error rate of the covered queries. ``aurc`` is the area
+    under the step curve, ``sum_k risk_k (coverage_k - coverage_{k-1})``; ``full_risk`` the risk at coverage 1 (what
+    a random confidence would give at every coverage, in expectation).
+
+    Returns:
+        ``{"points": [{threshold, covered, coverage, risk, accuracy}], "aurc", "full_risk", "n"}``.
+    """
+    c = np.asarray(confidence, dtype=float).ravel()
+    y = np.asarray(correct, dtype=float).ravel()
+    if c.size != y.size:
+        raise ValueError(f"confidence has {c.size} values but correct has {y.size}")
+    if c.size == 0:
+        raise ValueError("no queries")
+    if not np.all(np.isfinite(c)):
+        raise ValueError("confidence has NaN or infinite values")
+    points = []
+    prev = 0.0
+    aurc = 0.0
+    for th in np.unique(c)[::-1]:
+        sel = c >= th
+        n = int(sel.sum())
+        acc = float(y[sel].mean())
+        cov = n / c.size
+        aurc += (1 - acc) * (cov - prev)
+        prev = cov
+        points.append({"threshold": float(th), "covered": n, "coverage": cov, "risk": 1 - acc, "accuracy": acc})
+    return {"points": points, "aurc": float(aurc), "full_risk": float(1 - y.mean()), "n": int(c.size)}
+
+
+def calibration(reg, run: str = "scale") -> dict[str, Any]:
+    """Is SCALE's support loss a reliable signal? (method.md, "Audit statistics": calibration).
+
+    (a) One point per (task, view): the view's support loss ``L_v`` on the task (``summary.plans[task].views[view]
+    .support_loss``, else the records' ``view_losses``) and that view's query accuracy on the task; Pearson and
+    Spearman correlation over all points (negative = lower loss, higher accuracy), and the tasks where the
+    lowest-loss view is (one of) the most accurate. (b) The coverage-risk curve over every query of the run, with
+    its per-query ``agreement`` score (the omega-weighted vote of its answer) as the confidence
+    (:func:`coverage_risk`).
+
+    Args:
+        reg: the registry.
+        run: a SCALE run (or a derived ``scale-*`` run: its own agreement scores), id / prefix / method name.
+
+    Returns:
+        ``{"run", "method", "label", "points": [task, view, support_loss, accuracy, n], "correlation": {...},
+        "lowest_loss_best": {"tasks", "n_tasks"}, "coverage_risk": {...}, "notes"}``.
+    """
+    r, recs, notes = _view_run(reg, run)
+    names = _view_names(r, recs)
+    plans = (r.get("summary") or {}).get("plans") or {}
+    points = []
+    best_hits = 0
+    by_task = _by_task(recs)
+    for t, rs in by_task.items():
+        rec_losses = rs[0]["extra"].get("view_losses") or {}
+        accs = {}
+        for v in names:
+            sl = (((plans.get(t) or {}).get("views") or {}).get(v) or {}).get("support_loss")
+            if sl is None:
+                sl = rec_losses.get(v)
+            if sl is None:
+                raise EvalError(f"run {_describe(r)}: no support loss for view {v} on {t}")
+            accs[v] = sum(bool(x["extra"]["views"][v]["correct"]) for x in rs) / len(rs)
+            points.append({"task": t, "view": v, "support_loss": float(sl), "accuracy": accs[v], "n": len(rs)})
+        tl = {p["view"]: p["support_loss"] for p in points if p["task"] == t}
+        best_hits += accs[_lowest_loss_view(tl)] >= max(accs.values()) - 1e-12
+    corr = correlation([p["support_loss"] for p in points], [p["accuracy"] for p in points])
+    if corr["pearson"] is None:
+        notes.append(f"correlation undefined: {len(points)} (task, view) points" +
+                     (" (fewer than 3)" if len(points) < 3 else ", and the losses or the accuracies are all equal"))
+    conf = []
+    for x in recs:
+        a = x["extra"].get("agreement")
+        if a is None:
+            raise EvalError(f"run {_describe(r)}: {x['task']} query {x['query_id']} has no agreement score")
+        conf.append(float(a))
+    cr = coverage_risk(conf, [x["correct"] for x in recs])
+    if len(cr["points"]) == 1:
+        notes.append("every query has the same agreement score: the coverage-risk curve is a single point")
+    return {"run": r["id"], "method": r["method"], "label": r.get("label"), "views": names, "points": points,
+            "correlation": corr, "lowest_loss_best": {"tasks": int(best_hits), "n_tasks": len(by_task)},
+            "coverage_risk": cr, "notes": notes}
+
+
+# ---------------------------------------------------------------- compatibility (method.md, "Compatibility")
+
+
+def compat(reg, pool: str, top: int = 20) -> dict[str, Any]:
+    """Pairwise RMS cosine of a pool's adapters (:func:`scalectl.compat.pairwise_cosines`), most similar first.
+
+    Remote rows (hub ids not fetched yet) are left out with a note; the cosines use the modules every loaded
+    adapter shares.
+
+    Returns:
+        ``{"pool", "names", "rms_cosine" (K x K list), "mean_cosine", "modules", "pairs" (the ``top`` most similar:
+        rank, a, b, rms_cosine, mean_cosine), "n_pairs", "notes"}``.
+    """
+    from .compat import pairwise_cosines
+
+    if top < 1:
+        raise EvalError(f"--top must be at least 1, got {top}")
+    rows = reg.list(pool=pool)
+    if not rows:
+        have = ", ".join(p["name"] for p in reg.pools()) or "none"
+        raise EvalError(f"pool {pool!r} has no adapters (pools: {have})")
+    notes = []
+    remote = [r["name"] for r in rows if r.get("status") == "remote"]
+    if remote:
+        notes.append(f"{len(remote)} remote adapter(s) not fetched, left out (scalectl pool fetch): {', '.join(remote[:5])}"
+                     + (" ..." if len(remote) > 5 else ""))
+    names = [r["name"] for r in rows if r.get("status") != "remote"]
+    if len(names) < 2:
+        raise EvalError(f"pool {pool!r} has {len(names)} local adapter(s); compatibility needs at least two")
+    factors = [reg.load_factors(n, pool) for n in names]
+    try:
+        c = pairwise_cosines(factors)
+    except ScalectlError as e:
+        raise EvalError(f"pool {pool!r}: {e}") from None
+    pairs = c.pairs()
+    return {"pool": pool, "names": c.names, "rms_cosine": np.asarray(c.rms_cosine).tolist(),
+            "mean_cosine": np.asarray(c.mean_cosine).tolist(), "modules": c.modules,
+            "pairs": [{"rank": i + 1, **p} for i, p in enumerate(pairs[:top])], "n_pairs": len(pairs), "notes": notes}
+
+
+# ---------------------------------------------------------------- error taxonomy (method.md, "Audit statistics")
+
+ZERO_WEIGHT = 1e-3  # |w| at or below this counts as "the search kept the weight at 0"
+LOSS_TOL = 1e-6  # support losses are stored rounded to 6 decimals
+
+ERROR_RULES: dict[str, str] = {
+    "retrieval_miss": "the query's decoding path was weight-searched and the search found nothing that helps: every "
+                      f"weight is within {ZERO_WEIGHT:g} of 0, or the path's support loss is no lower than the base model's "
+                      "(the loss of the search step whose weights are all 0); SCALE: true for the query's path in every view",
+    "composition_failure": "the --baseline run (a linear merge: ilc, or --merger linear) is correct on the query and this "
+                           "run (an lasrc merge) is wrong",
+    "sparsification_failure": "SCALE with SDP: every view answered wrong while at least one of the same views decoded "
+                              "without SDP (the --no-sdp run: scale --sdp 0) answered right",
+    "agreement_failure": "SCALE: at least one view's answer was correct but the aggregated answer is wrong",
+    "calibration_failure": "SCALE: the lowest-support-loss view's answer was wrong while another view's answer was correct",
+    "normalization_failure": "the extractor's answer is correct (extracted_correct = 1) but normalized exact match is "
+                             "wrong (correct = 0)",
+    "other": "a wrong query in none of the categories above (some categories may be undecided for the run)",
+}
+ERROR_CATEGORIES = tuple(ERROR_RULES)
+
+
+def _base_loss(search: dict[str, Any] | None) -> float | None:
+    """The base model's support loss: the loss of a search step whose weights are all exactly 0 (step 1, init 0)."""
+    for h in (search or {}).get("history") or []:
+        w = h.get("weights") or []
+        if w and all(float(v) == 0.0 for v in w) and h.get("loss") is not None:
+            return float(h["loss"])
+    return None
+
+
+def _searched_nothing(weights: Sequence[float] | None, support_loss: float | None, base_loss: float | None) -> bool:
+    if weights and all(abs(float(w)) <= ZERO_WEIGHT for w in weights):
+        return True
+    return support_loss is not None and base_loss is not None and float(support_loss) >= base_loss - LOSS_TOL
+
+
+def _scale_view_group(view_plan: dict[str, Any], query_id: str) -> list[dict[str, Any]]:
+    """The group(s) of one SCALE view that may have decoded ``query_id``: the routed cluster when the view's retrieval
+    routing is stored (``support-J`` for the query's support example J, J its position in the retrieval's ``local``
+    lists), else every group of the view."""
+    groups = view_plan.get("groups") or []
+    ret = view_plan.get("retrieval") or {}
+    sids = [str(x.get("support")) for x in ret.get("local") or []] or [str(s) for s in view_plan.get("support_ids") or []]
+    for q in ret.get("queries") or []:
+        if str(q.get("id")) == str(query_id) and str(q.get("support")) in sids:
+            label = f"support-{sids.index(str(q.get('support')))}"
+            hit = [g for g in groups if g.get("label") == label]
+            if hit:
+                return hit
+    return groups
+
+
+def retrieval_miss(record: dict[str, Any], plan: dict[str, Any] | None) -> bool | None:
+    """:data:`ERROR_RULES` ``retrieval_miss`` for one record; ``None`` when undecidable (no searched path).
+
+    Args:
+        record: a record; ``extra`` of a method run has ``path``, ``weights``, ``support_loss``; of a SCALE run, ``views``.
+        plan: the run's ``summary["plans"][task]`` (groups with their search history; SCALE: ``views``), or None.
+    """
+    x = record.get("extra") or {}
+    plan = plan or {}
+    if isinstance(x.get("views"), dict):
+        vplans = plan.get("views") or {}
+        if not vplans or any(v not in vplans for v in x["views"]):
+            return None
+        for v in x["views"]:
+            groups = _scale_view_group(vplans[v], str(record["query_id"]))
+            if not groups or not all(_searched_nothing(g.get("weights"), g.get("support_loss"), _base_loss(g.get("search")))
+                                     for g in groups):
+                return False
+        return True
+    if "support_loss" not in x or "weights" not in x:
+        return None  # zero-shot, --adapters, logo, lmix-sr: no searched path
+    group = next((g for g in plan.get("groups") or [] if g.get("label") == x.get("path")), None)
+    return _searched_nothing(x.get("weights"), x.get("support_loss"), _base_loss((group or {}).get("search")))
+
+
+def _merger_of(run: dict[str, Any]) -> str | None:
+    cfg = run.get("config") or {}
+    comp = cfg.get("composition") or {}
+    if isinstance(comp, dict) and comp.get("merger"):
+        return str(comp["merger"])
+    mc = cfg.get("method_config") or {}
+    m = mc.get("method") if isinstance(mc, dict) else None
+    if m in ("ilc", "lmix-fr", "lmix-sr"):
+        return "linear"
+    if m == "lasrc":
+        return "lasrc"
+    if m == "scale":
+        sm = mc.get("scale_merger", "lasrc")
+        return f"sdp+{sm}" if float(mc.get("sdp_rate", 0.5) or 0) > 0 else sm
+    return None
+
+
+def _uses_sdp(run: dict[str, Any]) -> bool:
+    for p in ((run.get("summary") or {}).get("plans") or {}).values():
+        for vp in (p.get("views") or {}).values():
+            if any(str(g.get("merger", "")).startswith("sdp+") for g in vp.get("groups") or []):
+                return True
+    return str(_merger_of(run) or "").startswith("sdp+")
+
+
+def classify_errors(records: list[dict[str, Any]], plans: dict[str, Any] | None = None,
+                    baseline: dict[tuple[str, str], dict[str, Any]] | None = None,
+                    no_sdp: dict[tuple[str, str], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The categories of every wrong record (:data:`ERROR_RULES`); pure, no registry.
+
+    Args:
+        records: the run's records.
+        plans: the run's ``summary["plans"]`` (for retrieval misses).
+        baseline: the linear-merge baseline's records keyed by (task, query_id) (composition failures), or None.
+        no_sdp: the no-SDP SCALE control's records keyed by (task, query_id) (sparsification failures), or None.
+
+    Returns:
+        One dict per wrong record: task, query_id, categories (list, "other" when none), and ``undecided`` (the
+        categories that could not be decided for it).
+    """
+    out = []
+    for r in records:
+        if r["correct"]:
+            continue
+        key = (r["task"], str(r["query_id"]))
+        x = r.get("extra") or {}
+        vs = x.get("views") if isinstance(x.get("views"), dict) and x.get("views") else None
+        verdict: dict[str, bool | None] = {}
+        verdict["retrieval_miss"] = retrieval_miss(r, (plans or {}).get(r["task"]))
+        verdict["composition_failure"] = None if baseline is None else bool(baseline[key]["correct"])
+        if vs is None or no_sdp is None:
+            verdict["sparsification_failure"] = None
+        else:
+            ctrl = (no_sdp[key].get("extra") or {}).get("views") or {}
+            verdict["sparsification_failure"] = (not any(bool(d["correct"]) for d in vs.values())
+                                                 and any(bool(ctrl[v]["correct"]) for v in vs if v in ctrl))
+        if vs is None:
+            verdict["agreement_failure"] = verdict["calibration_failure"] = None
+        else:
+            verdict["agreement_failure"] = any(bool(d["correct"]) for d in vs.values())
+            losses = x.get("view_losses") or {}
+            if set(vs) <= set(losses):
+                low = _lowest_loss_view({v: float(losses[v]) for v in vs})
+                verdict["calibration_failure"] = not vs[low]["correct"] and any(bool(vs[v]["correct"]) for v in vs if v != low)
+            else:
+                verdict["calibration_failure"] = None
+        ec = r.get("extracted_correct")
+        verdict["normalization_failure"] = None if ec is None else bool(ec)
+        cats = [c for c, v in verdict.items() if v]
+        out.append({"task": r["task"], "query_id": str(r["query_id"]), "categories": cats or ["other"],
+                    "undecided": [c for c, v in verdict.items() if v is None]})
+    return out
+
+
+def errors(reg, run: str, baseline: str | None = None, no_sdp: str | None = None) -> dict[str, Any]:
+    """method.md's error taxonomy over the wrong queries of one run, each category decided by records
+    (:data:`ERROR_RULES`, :func:`classify_errors`). A query may be in several categories; "other" holds the rest.
+
+    Args:
+        reg: the registry.
+        run: the run (id / prefix / method name).
+        baseline: a linear-merge run on the same queries (decides composition failures; the run must use lasrc).
+        no_sdp: a SCALE run without SDP on the same queries and views (decides sparsification failures; the run
+            must be a SCALE run with SDP).
+
+    Returns:
+        ``{"run", "method", "label", "n_queries", "n_wrong", "categories": [{category, rule, decided, count, share}],
+        "queries": [per wrong query: task, query_id, categories, undecided], "baseline", "no_sdp", "notes"}``; share
+        is the fraction of wrong queries.
+
+    Raises:
+        EvalError: unknown or unfinished runs, a baseline that is not a linear merge or a run that is not lasrc, a
+            no-SDP control that is not one, different backbones or queries.
+    """
+    r, note = resolve_run(reg, run)
+    notes = [note] if note else []
+    _require_done([r])
+    recs = reg.records(r["id"])
+    if not recs:
+        raise EvalError(f"run {_describe(r)} has no records")
+    km = _keyed(recs)
+    is_scale = _has_views(recs)
+    base_k = ctrl_k = None
+    b = c = None
+    if baseline:
+        b, note = resolve_run(reg, baseline, role="baseline")
+        if note:
+            notes.append(note)
+        _require_done([b])
+        if _merger_of(b) != "linear":
+            raise EvalError(f"the baseline {_describe(b)} is not a linear merge (merger {_merger_of(b) or 'none'}); composition "
+                            "failures compare with ilc or `eval --adapters ... --merger linear`")
+        if "lasrc" not in str(_merger_of(r) or ""):
+            raise EvalError(f"run {_describe(r)} does not compose with lasrc (merger {_merger_of(r) or 'none'}); composition "
+                            "failures compare an lasrc run with its linear baseline")
+        _require_same_backbone(b, [r])
+        base_k = _keyed(reg.records(b["id"]))
+        _check_alignment(b, r, base_k, km)
+        if is_scale:
+            notes.append("the run is SCALE: besides the merge it differs from the linear baseline in views, SDP and aggregation")
+    if no_sdp:
+        c, note = resolve_run(reg, no_sdp, role="no-SDP control")
+        if note:
+            notes.append(note)
+        _require_done([c])
+        if not is_scale:
+            raise EvalError(f"run {_describe(r)} has no per-view records; sparsification failures are decided for SCALE runs")
+        if not _uses_sdp(r):
+            raise EvalError(f"run {_describe(r)} composes its views without SDP; nothing to compare with a no-SDP control")
+        crecs = reg.records(c["id"])
+        if not _has_views(crecs) or _uses_sdp(c):
+            raise EvalError(f"the no-SDP control {_describe(c)} must be a SCALE run without SDP (`eval --method scale --sdp 0`)")
+        _require_same_backbone(c, [r])
+        ctrl_k = _keyed(crecs)
+        _check_alignment(c, r, ctrl_k, km)
+        missing = sorted(set(recs[0]["extra"]["views"]) - set(crecs[0]["extra"]["views"]))
+        if missing:
+            raise EvalError(f"the no-SDP control {_describe(c)} lacks the view(s) {', '.join(missing)} of run {_describe(r)}")
+    per_q = classify_errors(recs, (r.get("summary") or {}).get("plans"), base_k, ctrl_k)
+    n_wrong = len(per_q)
+    plans = (r.get("summary") or {}).get("plans") or {}
+    available = {"retrieval_miss": any(retrieval_miss(x, plans.get(x["task"])) is not None for x in recs),
+                 "composition_failure": base_k is not None, "sparsification_failure": ctrl_k is not None,
+                 "agreement_failure": is_scale, "calibration_failure": is_scale,
+                 "normalization_failure": any(x.get("extracted_correct") is not None for x in recs), "other": True}
+    why = {"retrieval_miss": "no weight-searched path in the records", "composition_failure": "no --baseline",
+           "sparsification_failure": "no --no-sdp control" if is_scale else "not a SCALE run",
+           "agreement_failure": "not a SCALE run", "calibration_failure": "not a SCALE run",
+           "normalization_failure": "no extractor column"}
+    cats = []
+    for cat in ERROR_CATEGORIES:
+        count = sum(cat in q["categories"] for q in per_q)
+        undecided_n = sum(cat in q["undecided"] for q in per_q)
+        cats.append({"category": cat, "rule": ERROR_RULES[cat], "decided": available[cat], "count": count,
+                     "share": count / n_wrong if n_wrong else 0.0, "undecided": undecided_n})
+        if not available[cat]:
+            notes.append(f"{cat} undecided: {why[cat]}")
+        elif 0 < undecided_n:
+            notes.append(f"{cat} undecided for {undecided_n} of {n_wrong} wrong queries (no deciding record)")
+    if base_k is not None and not is_scale:
+        def path(k: tuple[str, str], recs_k: dict) -> tuple:
+            x = recs_k[k].get("extra") or {}
+            return x.get("candidates"), x.get("weights")
+
+        diff = sum(1 for q in per_q if "composition_failure" in q["categories"]
+                   and path((q["task"], q["query_id"]), km) != path((q["task"], q["query_id"]), base_k))
+        if diff:
+            notes.append(f"{diff} composition failure(s) had other candidates or weights than the baseline: "
+                         "not a merge-only difference")
+    return {"run": r["id"], "method": r["method"], "label": r.get("label"), "n_queries": len(recs), "n_wrong": n_wrong,
+            "categories": cats, "queries": per_q, "baseline": b["id"] if b else None, "no_sdp": c["id"] if c else None,
+            "notes": notes}
+
+
+errors.__doc__ = (errors.__doc__ or "") + "\n    The rules (:data:`ERROR_RULES`):\n\n" + "".join(
+    f"    - ``{k}``: {v}.\n" for k, v in ERROR_RULES.items())
+classify_errors.__doc__ = (classify_errors.__doc__ or "") + "\n    The rules:\n\n" + "".join(
+    f"    - ``{k}``: {v}.\n" for k, v in ERROR_RULES.items())

@@ -71,6 +71,7 @@ from . import demo as _demo  # noqa: E402
 from . import eval as _eval  # noqa: E402
 from . import index as _index  # noqa: E402
 from . import pool as _pool  # noqa: E402
+from . import report_cmd as _report_cmd  # noqa: E402
 from . import retrieve as _retrieve  # noqa: E402
 from . import runs as _runs  # noqa: E402
 
@@ -83,6 +84,7 @@ app.command("index")(_index.index_cmd)
 app.command("retrieve")(_retrieve.retrieve_cmd)
 app.command("compose")(_compose.compose)
 app.command("demo")(_demo.demo)
+app.command("report")(_report_cmd.report_cmd)
 
 
 def main() -> None:

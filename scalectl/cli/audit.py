@@ -173,3 +173,237 @@ def export_cmd(
                      caption=f"{res['n_records']} records, records.jsonl sha256 {res['records_sha256'][:16]}...")
     if csv_path is not None:
         report.info(f"wrote {csv_path}")
+
+
+def _png_opt(what: str):
+    return typer.Option("--png", help=f"Also draw {what} as a PNG at this path (atomically).", dir_okay=False)
+
+
+def _wrote(path: Path | None) -> None:
+    if path is not None:
+        from .. import report
+
+        report.info(f"wrote {path}")
+
+
+# ---------------------------------------------------------------- views
+
+
+def _fmt_views(row: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    out = dict(row)
+    for k in ["support", "uniform", "best_view", "oracle", "any_view_correct"] + [f"view:{v}" for v in names]:
+        out[k] = _pct(row.get(k))
+    out["headroom"] = _pts(row.get("headroom"))
+    return out
+
+
+@app.command("views")
+def views_cmd(
+    run: Annotated[str, typer.Option("--run", "-r", help="SCALE run id (or prefix), a derived scale-* run (its parent is used), or the method name scale (its latest done run).")] = "scale",
+    as_json: JsonOpt = False,
+    csv_path: CsvOpt = None,
+) -> None:
+    """SCALE per task and macro: each single view, support / uniform / best-view aggregation, the oracle (uses labels), any view correct, oracle headroom, path cost."""
+    from .. import report
+    from ..audit import views, views_caption, views_columns, views_rows
+    from ..registry import Registry
+
+    res = views(Registry(), run)
+    rows = views_rows(res)
+    cols = views_columns(res)
+    if csv_path is not None:
+        write_csv(csv_path, rows, [k for k, _ in cols] + ["lowest_loss_view"])
+    if as_json:
+        report.emit_json(res)
+    else:
+        report.table([_fmt_views(r, res["views"]) for r in rows], cols,
+                     title=f"SCALE views: run {res['run']}" + (f" ({res['label']})" if res.get("label") else ""),
+                     caption=views_caption(res))
+    for n in res["notes"]:
+        report.info(n)
+    _wrote(csv_path)
+
+
+# ---------------------------------------------------------------- ablations
+
+ABLATIONS_CSV = ["run", "method", "label", "no_norm_rescale", "no_pruning", "fixed_alpha", "no_floor", "no_guard",
+                 "macro_accuracy", "delta", "reference", "i2c", "c2i", "n_queries", "n_tasks"]
+
+
+@app.command("ablations")
+def ablations_cmd(
+    runs: Annotated[Optional[str], typer.Option("--runs", help="Comma-separated run ids / method names. Default: every done run with an lasrc merger (derived scale-* runs left out).")] = None,
+    as_json: JsonOpt = False,
+    csv_path: CsvOpt = None,
+) -> None:
+    """LASRC ablations side by side: one column per switch, macro accuracy, and the delta vs the run with no switch on the same queries."""
+    from .. import report
+    from ..audit import ABLATION_SWITCHES, ablations
+    from ..registry import Registry
+
+    res = ablations(Registry(), runs)
+    flat = [{**{k: v for k, v in r.items() if k not in ("switches", "on")}, **r["switches"]} for r in res["runs"]]
+    if csv_path is not None:
+        write_csv(csv_path, flat, ABLATIONS_CSV)
+    if as_json:
+        report.emit_json(res)
+    else:
+        rows = []
+        for r in flat:
+            row = {**r, **{s: ("on" if r[s] else "") for s in ABLATION_SWITCHES}, "macro": _pct(r["macro_accuracy"]),
+                   "delta": "reference" if r["reference"] == r["run"] else _pts(r["delta"]),
+                   "flips": None if r["i2c"] is None or r["reference"] == r["run"] else f"+{r['i2c']}/-{r['c2i']}",
+                   "vs": None if r["reference"] == r["run"] else r["reference"]}
+            rows.append(row)
+        labels = [("label", "label")] if any(r["label"] for r in flat) else []
+        report.table(rows, [("run", "run"), ("method", "method")] + labels + [(s, s) for s in ABLATION_SWITCHES]
+                     + [("macro", "macro EM %"), ("delta", "delta (points)"), ("flips", "flips +i2c/-c2i"), ("vs", "vs run"),
+                        ("n_queries", "queries")],
+                     title="LASRC ablations",
+                     caption="delta: macro EM minus the latest done run with every switch off in the same family (method, "
+                             "adapters and weights or method config, other LASRC parameters) on the same queries")
+    for n in res["notes"]:
+        report.info(n)
+    _wrote(csv_path)
+
+
+# ---------------------------------------------------------------- calibration
+
+CALIBRATION_CSV = ["section", "task", "view", "support_loss", "accuracy", "n", "threshold", "covered", "coverage", "risk"]
+
+
+@app.command("calibration")
+def calibration_cmd(
+    run: Annotated[str, typer.Option("--run", "-r", help="SCALE run id (or prefix), a derived scale-* run (its own agreement scores), or the method name scale.")] = "scale",
+    png: Annotated[Optional[Path], _png_opt("the loss-accuracy scatter and the coverage-risk curve")] = None,
+    as_json: JsonOpt = False,
+    csv_path: CsvOpt = None,
+) -> None:
+    """Calibration of SCALE: correlation of each (task, view) support loss with that view's query accuracy (Pearson, Spearman), and the coverage-risk curve with the agreement score as confidence."""
+    from .. import report
+    from ..audit import calibration, calibration_caption
+    from ..registry import Registry
+
+    res = calibration(Registry(), run)
+    cr = res["coverage_risk"]
+    if csv_path is not None:
+        write_csv(csv_path, [{"section": "loss-accuracy", **p} for p in res["points"]]
+                  + [{"section": "coverage-risk", **p} for p in cr["points"]], CALIBRATION_CSV)
+    if png is not None:
+        from ..plots import calibration_png
+
+        calibration_png(res["points"], cr, png, title=f"{res['method']} run {res['run']}")
+    if as_json:
+        report.emit_json(res)
+    else:
+        report.table([{**p, "acc": _pct(p["accuracy"]), "loss": f"{p['support_loss']:.4f}"} for p in res["points"]],
+                     [("task", "task"), ("view", "view"), ("loss", "support loss"), ("acc", "query EM %"), ("n", "queries")],
+                     title=f"support loss vs view accuracy: {res['method']} run {res['run']}", caption=calibration_caption(res))
+        report.table([{**p, "th": f"{p['threshold']:.4f}", "cov": _pct(p["coverage"]), "risk_": _pct(p["risk"])} for p in cr["points"]],
+                     [("th", "agreement >="), ("covered", "answered"), ("cov", "coverage %"), ("risk_", "risk %")],
+                     title="coverage-risk (confidence = agreement score)",
+                     caption=f"{cr['n']} queries; AURC {100 * cr['aurc']:.2f}; risk at full coverage {100 * cr['full_risk']:.1f}%")
+    for n in res["notes"]:
+        report.info(n)
+    _wrote(csv_path)
+    _wrote(png)
+
+
+# ---------------------------------------------------------------- compat
+
+COMPAT_CSV = ["rank", "a", "b", "rms_cosine", "mean_cosine"]
+
+
+@app.command("compat")
+def compat_cmd(
+    pool: Annotated[str, typer.Option("--pool", "-p", envvar="SCALECTL_POOL", help="Pool whose adapters to compare.")] = "default",
+    top: Annotated[int, typer.Option("--top", help="Print the N most similar pairs.")] = 20,
+    png: Annotated[Optional[Path], _png_opt("the K x K RMS cosine heatmap")] = None,
+    as_json: JsonOpt = False,
+    csv_path: CsvOpt = None,
+) -> None:
+    """Pairwise compatibility of a pool: RMS cosine of the adapters' updates over their common modules (most similar pairs first), and a heatmap."""
+    from .. import report
+    from ..audit import compat
+    from ..registry import Registry
+
+    res = compat(Registry(), pool, top=top)
+    if csv_path is not None:
+        write_csv(csv_path, res["pairs"], COMPAT_CSV)
+    if png is not None:
+        from ..plots import heatmap_png
+
+        heatmap_png(res["names"], res["rms_cosine"], png, title=f"pool {pool}: pairwise RMS cosine ({len(res['names'])} adapters)")
+    if as_json:
+        report.emit_json(res)
+    else:
+        report.table([{**p, "rms": f"{p['rms_cosine']:.4f}", "mean": f"{p['mean_cosine']:+.4f}"} for p in res["pairs"]],
+                     [("rank", "#"), ("a", "adapter"), ("b", "adapter"), ("rms", "RMS cosine"), ("mean", "mean cosine")],
+                     title=f"pool {pool}: most similar pairs ({len(res['pairs'])} of {res['n_pairs']})",
+                     caption=f"over {res['modules']} common modules; RMS cosine near 1: the updates repeat or oppose each other "
+                             "(naive summation over-counts or cancels), near 0: independent directions")
+    for n in res["notes"]:
+        report.info(n)
+    _wrote(csv_path)
+    _wrote(png)
+
+
+# ---------------------------------------------------------------- errors
+
+ERRORS_CSV = ["category", "decided", "count", "share", "undecided", "rule"]
+
+
+@app.command("errors")
+def errors_cmd(
+    run: Annotated[str, typer.Option("--run", "-r", help="Run id (or prefix) or method name (its latest done run).")],
+    baseline: Annotated[Optional[str], typer.Option("--baseline", "-b", help="A linear-merge run (ilc, or --merger linear) on the same queries: decides composition failures of an lasrc run.")] = None,
+    no_sdp: Annotated[Optional[str], typer.Option("--no-sdp", help="A SCALE run without SDP (eval --method scale --sdp 0) on the same queries and views: decides sparsification failures.")] = None,
+    as_json: JsonOpt = False,
+    csv_path: CsvOpt = None,
+) -> None:
+    """Error taxonomy of the run's wrong queries (method.md); a query may be in several categories.
+
+    Each category is decided by records (scalectl.audit.ERROR_RULES):
+
+    - retrieval_miss: the query's decoding path was weight-searched and the search found nothing that helps: every
+      weight is within 0.001 of 0, or the path's support loss is no lower than the base model's (the loss of the search
+      step whose weights are all 0); SCALE: true for the query's path in every view.
+
+    - composition_failure: the --baseline run (a linear merge: ilc, or --merger linear) is correct on the query and this
+      run (an lasrc merge) is wrong.
+
+    - sparsification_failure: SCALE with SDP: every view answered wrong while at least one of the same views decoded
+      without SDP (the --no-sdp run: scale --sdp 0) answered right.
+
+    - agreement_failure: SCALE: at least one view's answer was correct but the aggregated answer is wrong.
+
+    - calibration_failure: SCALE: the lowest-support-loss view's answer was wrong while another view's answer was
+      correct.
+
+    - normalization_failure: the extractor's answer is correct (extracted_correct = 1) but normalized exact match is
+      wrong (correct = 0).
+
+    - other: a wrong query in none of the categories above (some categories may be undecided for the run).
+    """
+    from .. import report
+    from ..audit import errors
+    from ..registry import Registry
+
+    res = errors(Registry(), run, baseline=baseline, no_sdp=no_sdp)
+    if csv_path is not None:
+        write_csv(csv_path, res["categories"], ERRORS_CSV)
+    if as_json:
+        report.emit_json(res)
+    else:
+        rows = [{**c, "count_": c["count"] if c["decided"] else "undecided", "share_": _pct(c["share"]) if c["decided"] else None}
+                for c in res["categories"]]
+        report.table(rows, [("category", "category"), ("count_", "wrong queries"), ("share_", "% of wrong")],
+                     title=f"error taxonomy: {res['method']} run {res['run']}",
+                     caption=f"{res['n_wrong']} wrong of {res['n_queries']} queries; a query may be in several categories; "
+                             "the rules: scalectl audit errors --help"
+                             + (f"; baseline {res['baseline']}" if res["baseline"] else "")
+                             + (f"; no-SDP control {res['no_sdp']}" if res["no_sdp"] else ""))
+    for n in res["notes"]:
+        report.info(n)
+    _wrote(csv_path)
+
