@@ -580,7 +580,7 @@ class Registry:
             if val is not None:
                 where.append(f"{col} = ?")
                 args.append(val)
-        sql = "select * from runs" + (" where " + " and ".join(where) if where else "") + " order by created, id"
+        sql = "select * from runs" + (" where " + " and ".join(where) if where else "") + " order by rowid"
         out = []
         for r in self.db.query(sql, args):
             r = dict(r)
