@@ -261,8 +261,12 @@ def _path_cost(bb, plans: dict[str, Any], res: EvalResult, comp) -> dict[str, An
     search_s = sum(sum((v.get("seconds") or {}).get("search", 0) for v in (p.get("views") or {"_": p}).values())
                    for p in plans.values())
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    retr_s = sum(sum((v.get("seconds") or {}).get("retrieval", 0) for v in (p.get("views") or {"_": p}).values())
+                 for p in plans.values())
+    decode_s = res.decode_seconds - (compose_s - (comp.seconds if comp else 0.0)) - search_s - retr_s
     out = {"paths_per_query": float(paths), "compose_seconds": round(compose_s, 3), "search_seconds": round(search_s, 3),
-           "decode_seconds": res.decode_seconds, "peak_rss_mb": round(rss_mb, 1)}
+           "retrieval_seconds": round(retr_s, 3), "decode_seconds": round(decode_s, 3), "peak_rss_mb": round(rss_mb, 1),
+           "note": "decode_seconds: the run's decoding loop minus retrieval, search and composition"}
     if bb.device.startswith("cuda") and torch.cuda.is_available():
         out["gpu_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
@@ -314,8 +318,11 @@ def _method_config(mcfg, pool: str | None) -> dict[str, Any] | None:
 
 
 def _decode_groups(reg, bb, pool: str, plan, queries: list[bbh.Example], max_new: int, batch_size: int,
-                   prog: Progress) -> tuple[list[str], float]:
-    """Decode every group of a plan (its queries with its update); returns outputs and composition seconds."""
+                   prog: Progress, support_enc=None) -> tuple[list[str], float]:
+    """Decode every group of a plan (its queries with its update); returns outputs and composition seconds.
+
+    With ``support_enc`` each composed group's support cross-entropy is measured while its update is
+    in the weights (``g.view_loss``), so the update is composed once."""
     import torch
 
     from .backbone import generate_greedy
@@ -345,6 +352,11 @@ def _decode_groups(reg, bb, pool: str, plan, queries: list[bbh.Example], max_new
             with merged_weights(bb.model, deltas):
                 res = generate_greedy(bb, prompts, max_new_tokens=max_new, batch_size=batch_size, stop_at_newline=True,
                                       on_batch=lambda n: prog.advance("decode", n))
+                if support_enc is not None:
+                    from .search import support_loss
+
+                    g.view_loss = support_loss(bb, bb.model, support_enc)
+            del deltas
         for i, o in zip(qi, res):
             outs[i] = o
     return [o or "" for o in outs], compose_s
@@ -379,9 +391,8 @@ def _decode_scale(reg, bb, pool: str, task: bbh.Task, queries: list[bbh.Example]
                   prog: Progress) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
     """SCALE: every view decodes every query; the view's support loss L_v is the mean support cross-entropy
     under its composed states (one per routed cluster, averaged); answers aggregate with softmax(-L_v)."""
-    from .methods import aggregate, group_deltas, plan_scale
-    from .search import encode_support, support_loss
-    from .stacked import merged_weights
+    from .methods import aggregate, plan_scale
+    from .search import encode_support
 
     views = plan_scale(reg, bb, task, pool, mcfg, queries, progress=prog)
     enc = encode_support(bb, task.support)
@@ -390,11 +401,8 @@ def _decode_scale(reg, bb, pool: str, task: bbh.Task, queries: list[bbh.Example]
     summary: dict[str, Any] = {"views": {}}
     for view, plan in views:
         t0 = time.perf_counter()
-        outs, compose_s = _decode_groups(reg, bb, pool, plan, queries, max_new, batch_size, prog)
-        ls = []
-        for g in plan.groups:
-            with merged_weights(bb.model, group_deltas(reg, bb, pool, g)):
-                ls.append(support_loss(bb, bb.model, enc))
+        outs, compose_s = _decode_groups(reg, bb, pool, plan, queries, max_new, batch_size, prog, support_enc=enc)
+        ls = [g.view_loss for g in plan.groups]
         losses[view] = sum(ls) / len(ls)
         plan.seconds["compose"] = round(compose_s, 3)
         plan.seconds["decode"] = round(time.perf_counter() - t0 - compose_s, 3)

@@ -115,6 +115,7 @@ class Group:
     deltas: dict[str, Any] | None = None  # precomputed update (lmix-sr); else composed from candidates/weights
     example_weights: Any = None  # logo: (n_queries, K) branch weights
     params: dict[str, Any] | None = None  # merger parameters (scale: the sdp stage)
+    view_loss: float | None = None  # scale: support cross-entropy under this group's composed update
 
 
 @dataclass

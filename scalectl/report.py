@@ -174,7 +174,7 @@ def eval_result(res: Any) -> None:
                  "seconds": res.decode_seconds})
     cap = f"first {res.limit} queries per task" if res.limit else "all queries"
     table(rows, [("task", "task"), ("n", "queries"), ("correct", "correct"), ("em", "EM %"),
-                 ("extracted", "extractor % (separate)"), ("seconds", "decode s")],
+                 ("extracted", "extractor % (separate)"), ("seconds", "seconds")],
           title=f"{res.method}: run {res.run_id}", caption=f"{cap}; EM = normalized exact match")
 
 

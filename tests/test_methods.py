@@ -236,3 +236,24 @@ def test_lasrc_ablation_switch_reaches_the_merge(tiny_bbh, llama_base, indexed):
     groups = indexed.run(res.run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
     assert all(g["params"] == {"fixed_alpha": "true"} for g in groups)
     assert indexed.run(res.run_id)["config"]["method_config"]["merger_params"] == {"fixed_alpha": "true"}
+
+
+def test_scale_composes_each_view_group_once(tiny_bbh, llama_base, indexed, monkeypatch):
+    """The view support loss is measured while the decoded update is in the weights: one composition per group."""
+    import scalectl.methods as methods
+
+    build_index(indexed, "tiny", "qa", embedder=EMB)
+    calls = []
+    real = methods._compose
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(methods, "_compose", counting)
+    res = run_eval("tiny_mix", reg=indexed, base=str(llama_base), pool="tiny", bbh_dir=str(tiny_bbh), limit=4,
+                   method=_cfg("scale", views=["balanced", "qa"]))
+    plan = indexed.run(res.run_id)["summary"]["plans"]["bbh/tiny_mix"]
+    assert len(calls) == sum(len(v["groups"]) for v in plan["views"].values())
+    pc = indexed.run(res.run_id)["summary"]["path_cost"]
+    assert pc["decode_seconds"] <= res.decode_seconds and pc["search_seconds"] >= 0
