@@ -181,8 +181,14 @@ def command_line(cfg: TrainConfig, name: str | None, pool: str | None, out: str 
 
 def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None = DEFAULT_POOL, out: str | Path | None = None,
                 overwrite: bool = False, register: bool = True, reg=None, bb=None, device: str | None = None,
-                progress: Progress | None = None, out_label: str | None = None) -> TrainResult:
-    """Train, keep the best held-out checkpoint, save a PEFT directory atomically, and register it."""
+                progress: Progress | None = None, out_label: str | None = None,
+                examples: tuple[list[dict[str, str]], list[dict[str, str]]] | None = None, description: str | None = None,
+                command: str | None = None) -> TrainResult:
+    """Train, keep the best held-out checkpoint, save a PEFT directory atomically, and register it.
+
+    ``examples=(train, held_out)`` trains on given records instead of a registered skill's generator
+    (``cfg.skill`` is then only a label, ``description`` its one-line description and ``command``
+    the command that reproduces the run); the two-hop probe uses this for its fact sets."""
     import torch
     from peft import LoraConfig, TaskType, get_peft_model, get_peft_model_state_dict
     from safetensors.torch import save_file
@@ -194,7 +200,13 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
 
     prog = ensure(progress)
     cfg.check()
-    skill = skills.get_skill(cfg.skill)
+    if examples is None:
+        skill = skills.get_skill(cfg.skill)
+    else:
+        if not examples[0] or not examples[1]:
+            raise EvalError("training needs at least one training and one held-out example")
+        skill = skills.Skill(name=cfg.skill, description=description or cfg.skill, answer_format="records",
+                             make=lambda rng: ("", ""))
     name = name or skill.name
     if not NAME_RE.match(name):
         raise EvalError(f"invalid adapter name {name!r}: use letters, digits, '.', '_', '-', '+'")
@@ -214,7 +226,10 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
             raise EvalError(f"{pool}:{name} is already registered; pass --overwrite to retrain it")
 
     n_train = cfg.train_examples or min(cfg.steps * cfg.batch_size, 1024)
-    train_ex, held_ex = skills.split(skill.name, n_train, cfg.heldout, seed=cfg.seed)
+    if examples is None:
+        train_ex, held_ex = skills.split(skill.name, n_train, cfg.heldout, seed=cfg.seed)
+    else:
+        train_ex, held_ex = list(examples[0]), list(examples[1])
 
     if bb is None:
         prog.log("loading the base model")
@@ -287,7 +302,7 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
         tensors = {k: v.to(dtype).contiguous().cpu() for k, v in best[2].items()}
         provenance = {
             "trained_by": "scalectl pool train",
-            "command": command_line(cfg, name if name != skill.name else None, pool, out_label),
+            "command": command or command_line(cfg, name if name != skill.name else None, pool, out_label),
             "skill": skill.name, "seed": cfg.seed, "steps": cfg.steps, "config": {**asdict(cfg), "targets": targets},
             "train_examples": len(train_ex), "heldout_examples": len(held_ex), "best_step": best[1],
             "heldout_loss_base": round(loss0, 5), "heldout_loss_best": round(best[0], 5),

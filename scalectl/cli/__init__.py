@@ -71,6 +71,7 @@ from . import demo as _demo  # noqa: E402
 from . import eval as _eval  # noqa: E402
 from . import index as _index  # noqa: E402
 from . import pool as _pool  # noqa: E402
+from . import probe as _probe  # noqa: E402
 from . import report_cmd as _report_cmd  # noqa: E402
 from . import retrieve as _retrieve  # noqa: E402
 from . import runs as _runs  # noqa: E402
@@ -78,6 +79,7 @@ from . import runs as _runs  # noqa: E402
 app.add_typer(_pool.app, name="pool")
 app.add_typer(_base.app, name="base")
 app.add_typer(_runs.app, name="runs")
+app.add_typer(_probe.app, name="probe")
 app.add_typer(_audit.app, name="audit")
 app.command("eval")(_eval.eval_cmd)
 app.command("index")(_index.index_cmd)
