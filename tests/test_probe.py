@@ -51,3 +51,33 @@ def test_probe_end_to_end_on_tiny_model(llama_base):
     assert out["verdict"].startswith("composition ") and isinstance(out["integrated"], bool)
     assert ("did not integrate" in out["verdict"]) == (not out["integrated"])
     assert {r["name"] for r in Registry().list(pool="probe-two-hop-facts-0")} == {"hop1", "hop2", "union"}
+
+
+def test_verdict_needs_retained_hops_and_more_than_chance(monkeypatch, llama_base):
+    """A composition that forgot both hops does not 'integrate' knowledge, even with a few lucky two-hop answers."""
+    import scalectl.probe as probe
+
+    answers = iter([
+        (0.0, 0.0, 0.0),  # base
+        (1.0, 0.0, 0.0), (0.0, 1.0, 0.0),  # single adapters
+        (0.0, 0.0, 0.5), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0),  # linear 1/2 (lucky, forgot both hops), linear 1, lasrc
+    ])
+
+    calls = {"n": 0}
+    real_acc = probe._accuracy
+
+    def acc(bb, records, batch_size=16):
+        # three calls per condition (hop1, hop2, two_hop) for the merged conditions; logo decodes on its own
+        if calls["n"] % 3 == 0:
+            acc.cur = next(answers, None)
+        calls["n"] += 1
+        if acc.cur is None:
+            return real_acc(bb, records, batch_size)
+        return acc.cur[(calls["n"] - 1) % 3]
+
+    acc.cur = None
+    monkeypatch.setattr(probe, "_accuracy", acc)
+    res = probe.run_two_hop("facts", base=str(llama_base), n_people=4, n_groups=2, steps=1, rank=2)
+    lin = next(r for r in res.rows if r["condition"].startswith("parameter averaging"))
+    assert lin["two_hop"] == 0.5 and lin["hop1"] == 0.0
+    assert res.integrated is False and "did not integrate" in res.verdict and "50% or more" in res.verdict
