@@ -30,9 +30,6 @@ import datetime as dt
 import difflib
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -600,9 +597,9 @@ def export(reg, run_ids: Sequence[str] | str | None, out_dir: str | Path, force:
         raise EvalError(f"{out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise EvalError(f"{out} exists and is not empty; pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    from .fsutil import atomic_dir
+
+    with atomic_dir(out, overwrite=True) as tmp:
         h = hashlib.sha256()
         counts = []
         with open(tmp / "records.jsonl", "w", encoding="utf-8") as f:
@@ -614,28 +611,12 @@ def export(reg, run_ids: Sequence[str] | str | None, out_dir: str | Path, force:
                                       ensure_ascii=False, default=str) + "\n"
                     h.update(line.encode("utf-8"))
                     f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
         n_records = sum(counts)
         meta = {"scalectl_version": __version__,
                 "exported": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "records": {"file": "records.jsonl", "n": n_records, "sha256": h.hexdigest()},
                 "runs": [{**r, "n_records": n} for r, n in zip(runs, counts)]}
         (tmp / "runs.json").write_text(json.dumps(meta, indent=2, default=str, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        old = None
-        if out.exists():
-            if any(out.iterdir()):
-                old = out.parent / f".{out.name}.{os.getpid()}.old"
-                os.replace(out, old)
-            else:
-                out.rmdir()
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"out": str(out), "n_records": n_records, "records_sha256": h.hexdigest(),
             "runs": [{"run": r["id"], "method": r["method"], "label": r.get("label"), "status": r["status"], "n_records": n}
                      for r, n in zip(runs, counts)]}

@@ -37,6 +37,7 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the output is an ordinary directory
         yield tmp
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -51,14 +52,19 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
 
 
 @contextlib.contextmanager
-def atomic_file(target: str | os.PathLike, mode: str = "w") -> Iterator:
-    """Open a temporary file beside ``target``; rename it into place when the block succeeds."""
+def atomic_file(target: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator:
+    """Open a temporary file beside ``target``; rename it into place when the block succeeds.
+
+    ``kwargs`` go to :func:`open` (``encoding``, ``newline``)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
     try:
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, **kwargs) as f:
             yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the output is an ordinary file
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

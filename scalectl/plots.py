@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,25 +33,16 @@ def _figure(width: float, height: float, ncols: int = 1):
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """``data`` at ``path``: written to a temporary file in the same directory, then renamed into place."""
+    from .fsutil import atomic_file
+
     path = Path(path)
     if path.is_dir():
         raise EvalError(f"{path} is a directory; give a file path")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with atomic_file(path, "wb") as f:
+            f.write(data)
     except OSError as e:
         raise EvalError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
