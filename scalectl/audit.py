@@ -239,14 +239,8 @@ def _bootstrap_means(x: np.ndarray, n_samples: int, rng: np.random.Generator) ->
 # ---------------------------------------------------------------- runs
 
 
-def _order(reg) -> dict[str, int]:
-    """Insertion order of the runs (``created`` has one-second resolution; the id's suffix is random)."""
-    return {r["id"]: r["rowid"] for r in reg.db.query("select rowid, id from runs")}
-
-
-def _latest(reg, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    order = _order(reg)
-    return max(runs, key=lambda r: (r["created"] or "", order.get(r["id"], 0)))
+def _latest(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return max(runs, key=lambda r: r["seq"])  # seq: the registry's insertion order of runs
 
 
 def _describe(run: dict[str, Any]) -> str:
@@ -274,7 +268,7 @@ def resolve_run(reg, spec: str, role: str = "run") -> tuple[dict[str, Any], str 
         if not done:
             states = ", ".join(f"{r['id']} {r['status']}" for r in of_method)
             raise EvalError(f"{role} method {spec!r} has no done run ({states})")
-        pick = _latest(reg, done)
+        pick = _latest(done)
         note = None
         if len(done) > 1:
             labels = {r.get("label") for r in done}
@@ -463,9 +457,8 @@ def _default_runs(reg, base: dict[str, Any], kb: dict, task_filter: list[str] | 
     """The latest done run of every other method (same backbone) whose records match the baseline's queries."""
     from .backbone import same_base
 
-    order = _order(reg)
     done = [r for r in reg.runs(status="done") if r["method"] != base["method"] and r["id"] != base["id"]]
-    done.sort(key=lambda r: (r["created"] or "", order.get(r["id"], 0)), reverse=True)
+    done.reverse()  # newest first
     picked: dict[str, tuple[dict[str, Any], dict]] = {}
     skipped: dict[str, str] = {}
     for r in done:
@@ -489,7 +482,7 @@ def _default_runs(reg, base: dict[str, Any], kb: dict, task_filter: list[str] | 
     if not picked:
         raise EvalError(f"no done run of another method covers the same queries as the baseline {_describe(base)}; "
                         "pass --runs")
-    return sorted(picked.values(), key=lambda x: (x[0]["created"] or "", order.get(x[0]["id"], 0)))
+    return sorted(picked.values(), key=lambda x: x[0]["seq"])
 
 
 def run_seed(run: dict[str, Any]) -> Any:
@@ -528,8 +521,7 @@ def seeds(reg, method: str, label: str | None = None) -> dict[str, Any]:
     done = [r for r in runs if r["status"] == "done"]
     if not done:
         raise EvalError(f"method {method!r} has no done run ({', '.join(r['id'] + ' ' + r['status'] for r in runs)})")
-    order = _order(reg)
-    done.sort(key=lambda r: (r["created"] or "", order.get(r["id"], 0)))
+    done.sort(key=lambda r: r["seq"])
     rows = []
     for r in done:
         s = r.get("summary") or {}
@@ -666,7 +658,6 @@ def _view_run(reg, spec: str, role: str = "run",
 
 def derived_runs(reg, run_id: str) -> dict[str, dict[str, Any]]:
     """The latest done run of each aggregation derived from the SCALE run ``run_id`` (``{"uniform": run, ...}``)."""
-    order = _order(reg)
     out: dict[str, dict[str, Any]] = {}
     for r in reg.runs(status="done"):
         cfg = r.get("config") or {}
@@ -674,7 +665,7 @@ def derived_runs(reg, run_id: str) -> dict[str, dict[str, Any]]:
             continue
         how = cfg.get("aggregation") or str(r["method"]).removeprefix("scale-")
         old = out.get(how)
-        if old is None or (r["created"] or "", order.get(r["id"], 0)) > (old["created"] or "", order.get(old["id"], 0)):
+        if old is None or r["seq"] > old["seq"]:
             out[how] = r
     return out
 
@@ -917,7 +908,6 @@ def ablations(reg, runs: Sequence[str] | str | None = None) -> dict[str, Any]:
         if not chosen:
             raise EvalError("no done run composes with lasrc; e.g. `scalectl eval --method lasrc --param no_guard=true ...` "
                             "and the same without --param record an ablation pair")
-    order = _order(reg)
     by_id = {r["id"]: r for r in done}
     keyed_cache: dict[str, dict] = {}
 
@@ -946,7 +936,7 @@ def ablations(reg, runs: Sequence[str] | str | None = None) -> dict[str, Any]:
             refs = [by_id[i] for i, x in settings.items() if x["family"] == s["family"] and not any(x["switches"].values())]
             refs = [x for x in refs if not any(_mismatch(keyed(x["id"]), km))]
             if refs:
-                ref = max(refs, key=lambda x: (x["created"] or "", order.get(x["id"], 0)))
+                ref = max(refs, key=lambda x: x["seq"])
                 kb = keyed(ref["id"])
                 keys = list(kb)
                 f = flips(np.array([km[k]["correct"] for k in keys]), np.array([kb[k]["correct"] for k in keys]))

@@ -101,10 +101,7 @@ def _runs(reg, specs: Sequence[str] | str | None) -> tuple[list[dict[str, Any]],
                 runs.append(r)
         _require_done(runs)
     else:
-        from .audit import _order
-
-        order = _order(reg)
-        runs = sorted(reg.runs(status="done"), key=lambda r: (r["created"] or "", order.get(r["id"], 0)))
+        runs = reg.runs(status="done")  # in insertion order
         if not runs:
             raise EvalError("no done runs to report; `scalectl eval` records runs")
     return runs, notes

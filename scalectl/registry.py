@@ -561,7 +561,8 @@ class Registry:
                                        "error": error, "finished": _now()})
 
     def run(self, run_id: str) -> dict[str, Any]:
-        rows = list(self.db.query("select * from runs where id = ? or id like ? order by id", [run_id, run_id + "%"]))
+        rows = list(self.db.query("select rowid as seq, * from runs where id = ? or id like ? order by id",
+                                  [run_id, run_id + "%"]))
         exact = [r for r in rows if r["id"] == run_id]
         if exact:
             rows = exact
@@ -580,7 +581,8 @@ class Registry:
             if val is not None:
                 where.append(f"{col} = ?")
                 args.append(val)
-        sql = "select * from runs" + (" where " + " and ".join(where) if where else "") + " order by rowid"
+        # seq (the rowid) is the insertion order: ``created`` has one-second resolution
+        sql = "select rowid as seq, * from runs" + (" where " + " and ".join(where) if where else "") + " order by rowid"
         out = []
         for r in self.db.query(sql, args):
             r = dict(r)
