@@ -296,6 +296,20 @@ def _split(specs: str | Sequence[str] | None) -> list[str]:
     return [s.strip() for item in specs for s in str(item).split(",") if s.strip()]
 
 
+def resolve_runs(reg, specs: str | Sequence[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Runs named by ids, id prefixes or method names (comma lists allowed), without duplicates, with the
+    notes :func:`resolve_run` gives when a method name picked one of several runs."""
+    runs: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for s in _split(specs):
+        r, note = resolve_run(reg, s)
+        if note:
+            notes.append(note)
+        if r["id"] not in {x["id"] for x in runs}:
+            runs.append(r)
+    return runs, notes
+
+
 def _require_done(runs: list[dict[str, Any]]) -> None:
     bad = [r for r in runs if r["status"] != "done"]
     if bad:
@@ -399,15 +413,9 @@ def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bo
     base, note = resolve_run(reg, baseline, role="baseline")
     if note:
         notes.append(note)
-    specs = _split(run_ids)
-    if specs:
-        runs = []
-        for s in specs:
-            r, note = resolve_run(reg, s)
-            if note:
-                notes.append(note)
-            if r["id"] not in {x["id"] for x in runs}:
-                runs.append(r)
+    runs, more = resolve_runs(reg, run_ids)
+    notes += more
+    if runs:
         _require_done([base] + runs)
         _require_same_backbone(base, runs)
         kb = _load(reg, base, task_filter)

@@ -87,18 +87,10 @@ def img_html(png: bytes, alt: str) -> str:
 
 
 def _runs(reg, specs: Sequence[str] | str | None) -> tuple[list[dict[str, Any]], list[str]]:
-    from .audit import _require_done, _split, resolve_run
+    from .audit import _require_done, resolve_runs
 
-    notes = []
-    names = _split(specs)
-    if names:
-        runs = []
-        for s in names:
-            r, note = resolve_run(reg, s)
-            if note:
-                notes.append(note)
-            if r["id"] not in {x["id"] for x in runs}:
-                runs.append(r)
+    runs, notes = resolve_runs(reg, specs)
+    if runs:
         _require_done(runs)
     else:
         runs = reg.runs(status="done")  # in insertion order
