@@ -273,35 +273,26 @@ def _path_cost(bb, plans: dict[str, Any], res: EvalResult, comp) -> dict[str, An
 
 
 def compare_runs(reg, run_id: str, baseline_id: str) -> dict[str, Any]:
-    """Flips of ``run_id`` against ``baseline_id`` per task and overall; both must cover the same queries."""
-    a, b = reg.records(run_id), reg.records(baseline_id)
-    ka = {(r["task"], r["query_id"]): r for r in a}
-    kb = {(r["task"], r["query_id"]): r for r in b}
-    if set(ka) != set(kb):
-        only_a, only_b = sorted(set(ka) - set(kb)), sorted(set(kb) - set(ka))
+    """Flips of ``run_id`` against ``baseline_id`` per task and overall; both must cover the same queries.
+
+    The alignment and flip counting are :mod:`scalectl.audit`'s (``audit paired`` adds the tests and intervals)."""
+    from .audit import _keyed, _mismatch, flips
+
+    ka, kb = _keyed(reg.records(run_id)), _keyed(reg.records(baseline_id))
+    only_a, only_b, hashes = _mismatch(kb, ka)
+    if only_a or only_b:
         ex = (only_a or only_b)[0]
         raise EvalError(f"runs {run_id} and {baseline_id} cover different queries ({len(only_a)} only in the first, "
                         f"{len(only_b)} only in the second, e.g. {ex[0]} {ex[1]})")
-    for k in ka:
-        if ka[k]["input_hash"] != kb[k]["input_hash"]:
-            raise EvalError(f"query {k[1]} has a different input in the two runs (input hash differs)")
-    per: dict[str, dict[str, int]] = {}
-    for k, ra in ka.items():
-        rb = kb[k]
-        d = per.setdefault(k[0], {"n": 0, "i2c": 0, "c2i": 0, "unchanged": 0, "correct": 0, "baseline_correct": 0})
-        d["n"] += 1
-        d["correct"] += ra["correct"]
-        d["baseline_correct"] += rb["correct"]
-        if ra["correct"] and not rb["correct"]:
-            d["i2c"] += 1
-        elif rb["correct"] and not ra["correct"]:
-            d["c2i"] += 1
-        else:
-            d["unchanged"] += 1
+    if hashes:
+        raise EvalError(f"query {hashes[0][1]} has a different input in the two runs (input hash differs)")
+    per: dict[str, dict[str, Any]] = {}
+    for task in dict.fromkeys(k[0] for k in ka):
+        keys = [k for k in ka if k[0] == task]
+        ca, cb = [ka[k]["correct"] for k in keys], [kb[k]["correct"] for k in keys]
+        per[task] = {"n": len(keys), **flips(ca, cb), "correct": sum(ca), "baseline_correct": sum(cb),
+                     "accuracy": sum(ca) / len(keys), "baseline_accuracy": sum(cb) / len(keys)}
     total = {key: sum(d[key] for d in per.values()) for key in ("n", "i2c", "c2i", "unchanged")}
-    for d in per.values():
-        d["accuracy"] = d["correct"] / d["n"]
-        d["baseline_accuracy"] = d["baseline_correct"] / d["n"]
     macro = sum(d["accuracy"] for d in per.values()) / len(per) if per else math.nan
     macro_b = sum(d["baseline_accuracy"] for d in per.values()) / len(per) if per else math.nan
     return {"run": run_id, "baseline": baseline_id, "tasks": per, "total": total, "macro_accuracy": macro,
