@@ -314,11 +314,10 @@ def _decode_groups(reg, bb, pool: str, plan, queries: list[bbh.Example], max_new
 
     With ``support_enc`` each composed group's support cross-entropy is measured while its update is
     in the weights (``g.view_loss``), so the update is composed once."""
-    import torch
 
     from .backbone import generate_greedy
-    from .methods import group_deltas
-    from .stacked import StackedLora, merged_weights
+    from .methods import generate_mixed, group_deltas
+    from .stacked import merged_weights
 
     outs: list[str | None] = [None] * len(queries)
     compose_s = 0.0
@@ -330,12 +329,8 @@ def _decode_groups(reg, bb, pool: str, plan, queries: list[bbh.Example], max_new
                                   on_batch=lambda n: prog.advance("decode", n))
         elif g.example_weights is not None:  # logo: every candidate a branch, per-query weights
             factors = [reg.load_factors(n, pool) for n in g.candidates]
-            res = []
-            with StackedLora(bb.model, factors) as st:
-                for i in range(0, len(prompts), batch_size):
-                    st.set_example_weights(torch.as_tensor(g.example_weights[i:i + batch_size]))
-                    res += generate_greedy(bb, prompts[i:i + batch_size], max_new_tokens=max_new, batch_size=batch_size,
-                                           stop_at_newline=True, on_batch=lambda n: prog.advance("decode", n))
+            res = generate_mixed(bb, factors, prompts, g.example_weights, max_new, batch_size,
+                                 on_batch=lambda n: prog.advance("decode", n))
         else:
             tc = time.perf_counter()
             deltas = group_deltas(reg, bb, pool, g)

@@ -321,6 +321,24 @@ def aggregate(preds: dict[str, str], losses: dict[str, float], how: str, tempera
     raise AssertionError("unreachable")
 
 
+def generate_mixed(bb, factors, prompts: list[str], W, max_new_tokens: int, batch_size: int = 10,
+                   on_batch: Any = None) -> list[str]:
+    """LoGo's output-level mixture: every factor set attached as its own branch, per-prompt weights ``W`` (n, K);
+    batched greedy decoding, stopping at a newline or EOS."""
+    import torch
+
+    from .backbone import generate_greedy
+    from .stacked import StackedLora
+
+    outs: list[str] = []
+    with StackedLora(bb.model, factors) as st:
+        for i in range(0, len(prompts), batch_size):
+            st.set_example_weights(torch.as_tensor(W[i:i + batch_size]))
+            outs += generate_greedy(bb, prompts[i:i + batch_size], max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                    stop_at_newline=True, on_batch=on_batch)
+    return outs
+
+
 def logo_weights(reg, bb, pool: str, names: list[str], prompts: list[str], cfg: MethodConfig,
                  progress: Progress | None = None, batch_size: int = 10):
     """LoGo's signal: one forward pass per query with every candidate as its own branch; (n, K) weights."""

@@ -94,12 +94,15 @@ class ProbeResult:
         return dict(self.__dict__)
 
 
+def _max_new(bb, records: list[dict[str, str]]) -> int:
+    return max(len(bb.tokenizer(r["target"], add_special_tokens=False)["input_ids"]) for r in records) + 2
+
+
 def _accuracy(bb, records: list[dict[str, str]], batch_size: int = 16) -> float:
     from .backbone import generate_greedy
     from .tasks.bbh import exact_match
 
-    mx = max(len(bb.tokenizer(r["target"], add_special_tokens=False)["input_ids"]) for r in records) + 2
-    outs = generate_greedy(bb, [r["input"] for r in records], max_new_tokens=mx, batch_size=batch_size,
+    outs = generate_greedy(bb, [r["input"] for r in records], max_new_tokens=_max_new(bb, records), batch_size=batch_size,
                            stop_at_newline=True)
     return sum(exact_match(o, r["target"]) for o, r in zip(outs, records)) / len(records)
 
@@ -108,12 +111,11 @@ def run_two_hop(variant: str = "facts", base: str | None = None, n_people: int =
                 steps: int = 80, rank: int = 8, lr: float = 2e-3, out_dir: str | Path | None = None,
                 progress: Progress | None = None, bb=None) -> ProbeResult:
     """Train the hop adapters, compose them every way, and answer first-hop, second-hop and two-hop questions."""
-    import torch
 
     from . import paths
     from .backbone import load_backbone
     from .registry import Registry
-    from .stacked import StackedLora, merged_weights
+    from .stacked import merged_weights
     from .train import TrainConfig, train_skill
 
     prog = ensure(progress)
@@ -157,23 +159,16 @@ def run_two_hop(variant: str = "facts", base: str | None = None, n_people: int =
         with merged_weights(bb.model, composed(["hop1", "hop2"], ws, merger)):
             rows.append({"condition": tag, **scores()})
     # logo: both adapters as branches, per-query weights from one forward pass (L2 signal, weighted)
-    from .methods import MethodConfig, logo_weights
+    from .methods import MethodConfig, generate_mixed, logo_weights
+    from .tasks.bbh import exact_match
 
     lcfg = MethodConfig(method="logo", logo_k=2)
     fs = [factors["hop1"], factors["hop2"]]
     logo_scores = {}
     for key, recs in (("hop1", w.hop1), ("hop2", w.hop2), ("two_hop", w.two_hop)):
-        W = logo_weights(reg, bb, pool, ["hop1", "hop2"], [r["input"] for r in recs], lcfg)
-        from .backbone import generate_greedy
-        from .tasks.bbh import exact_match
-
-        mx = max(len(bb.tokenizer(r["target"], add_special_tokens=False)["input_ids"]) for r in recs) + 2
-        outs: list[str] = []
-        with StackedLora(bb.model, fs) as st:
-            for i in range(0, len(recs), 16):
-                st.set_example_weights(torch.as_tensor(W[i:i + 16]))
-                outs += generate_greedy(bb, [r["input"] for r in recs[i:i + 16]], max_new_tokens=mx, batch_size=16,
-                                        stop_at_newline=True)
+        prompts = [r["input"] for r in recs]
+        W = logo_weights(reg, bb, pool, ["hop1", "hop2"], prompts, lcfg)
+        outs = generate_mixed(bb, fs, prompts, W, _max_new(bb, recs), batch_size=16)
         logo_scores[key] = sum(exact_match(o, r["target"]) for o, r in zip(outs, recs)) / len(recs)
     rows.append({"condition": "dynamic selection (logo)", **logo_scores})
     with merged_weights(bb.model, {m: factors["union"].delta(m).float() for m in factors["union"].modules}):
