@@ -81,3 +81,13 @@ def make_adapter(base: Path, out: Path, r: int = 4, alpha: float = 8, targets=No
     if sidecar:
         (out / "scalectl.json").write_text(json.dumps(sidecar))
     return out
+
+
+def write_bbh(directory: Path, tasks: dict[str, list[dict[str, str]]]) -> Path:
+    """A directory of BBH-format task files (``{"examples": [...]}``), one per task name."""
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, examples in tasks.items():
+        (directory / f"{name}.json").write_text(json.dumps({"examples": examples}))
+    return directory

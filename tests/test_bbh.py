@@ -6,6 +6,7 @@ import json
 
 import pytest
 from conftest import SHARED
+from helpers import write_bbh
 
 from scalectl.errors import TaskError
 from scalectl.tasks import bbh
@@ -47,8 +48,7 @@ def test_unknown_task_has_did_you_mean_and_list():
 
 
 def _write(d, name, examples):
-    d.mkdir(parents=True, exist_ok=True)
-    (d / f"{name}.json").write_text(json.dumps({"examples": examples}))
+    write_bbh(d, {name: examples})
 
 
 def test_malformed_files_name_file_and_entry(tmp_path):

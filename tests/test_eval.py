@@ -6,6 +6,7 @@ import json
 
 import pytest
 from conftest import SHARED
+from helpers import write_bbh
 from typer.testing import CliRunner
 
 from scalectl.cli import app
@@ -19,13 +20,9 @@ runner = CliRunner()
 
 @pytest.fixture
 def tiny_bbh(tmp_path):
-    d = tmp_path / "bbh"
-    d.mkdir()
     tf = [{"input": f"t{i} and f{i % 3}", "target": "True" if i % 2 else "False"} for i in range(18)]
     opt = [{"input": f"pick {i}\nOptions:\n(A) x\n(B) y", "target": "(A)" if i % 3 else "(B)"} for i in range(17)]
-    (d / "tiny_tf.json").write_text(json.dumps({"examples": tf}))
-    (d / "tiny_opt.json").write_text(json.dumps({"examples": opt}))
-    return d
+    return write_bbh(tmp_path / "bbh", {"tiny_tf": tf, "tiny_opt": opt})
 
 
 @pytest.fixture

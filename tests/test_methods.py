@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import write_bbh
 from typer.testing import CliRunner
 
 from scalectl.cli import app
@@ -21,12 +22,9 @@ EMB = "hash:64"
 
 @pytest.fixture
 def tiny_bbh(tmp_path):
-    d = tmp_path / "bbh"
-    d.mkdir()
     ex = [{"input": f"sort these: c{i} a b" if i % 2 else f"add {i} and 2", "target": "a b c" if i % 2 else str(i + 2)}
           for i in range(18)]
-    (d / "tiny_mix.json").write_text(json.dumps({"examples": ex}))
-    return d
+    return write_bbh(tmp_path / "bbh", {"tiny_mix": ex})
 
 
 @pytest.fixture
