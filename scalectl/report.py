@@ -159,7 +159,7 @@ class RichProgress:
     def finish(self, key: str) -> None:
         if key in self._tasks:
             t = self._tasks.pop(key)
-            self._p.update(t, completed=self._p.tasks[[x.id for x in self._p.tasks].index(t)].total or 0)
+            self._p.update(t, completed=next(x.total for x in self._p.tasks if x.id == t) or 0)
 
     def log(self, message: str) -> None:
         if self.enabled:
