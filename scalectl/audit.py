@@ -854,7 +854,7 @@ def lasrc_setting(run: dict[str, Any]) -> dict[str, Any] | None:
         family: dict[str, Any] = {"merger": comp.get("merger"), "sdp": comp.get("sdp"),
                                   "adapters": [a.get("name") if isinstance(a, dict) else a for a in comp.get("adapters") or []],
                                   "weights": comp.get("weights")}
-    elif isinstance(mc, dict) and (mc.get("method") == "lasrc"
+    elif isinstance(mc, dict) and (mc.get("method") in ("lasrc", "sdp+lasrc")
                                    or (mc.get("method") == "scale" and mc.get("scale_merger", "lasrc") == "lasrc")):
         given = mc.get("merger_params") or {}
         family = {"method_config": {k: v for k, v in mc.items() if k != "merger_params"}}
@@ -1199,8 +1199,10 @@ def _merger_of(run: dict[str, Any]) -> str | None:
     m = mc.get("method") if isinstance(mc, dict) else None
     if m in ("ilc", "lmix-fr", "lmix-sr"):
         return "linear"
-    if m == "lasrc":
-        return "lasrc"
+    from .methods import MATCHED_MERGERS
+
+    if m in MATCHED_MERGERS:
+        return MATCHED_MERGERS[m]
     if m == "scale":
         sm = mc.get("scale_merger", "lasrc")
         return f"sdp+{sm}" if float(mc.get("sdp_rate", 0.5) or 0) > 0 else sm

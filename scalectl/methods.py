@@ -15,6 +15,9 @@ every query record.
   cluster's ``linear`` merge.
 - ``lasrc``: the matched comparison: exactly ``ilc``'s retrieval, clusters, support set and
   searched weights; only the merge changes to ``lasrc``.
+- ``ties``, ``dare-linear``, ``dare-ties``, ``sdp+lasrc``: the paper's merge-operator controls, matched
+  the same way: ``ilc``'s retrieval, clusters and weights; only the merge changes (operator defaults:
+  TIES density 0.2, DARE drop 0.5 seed 42; ``sdp+lasrc`` drops at ``--sdp`` with seed ``--seed``).
 - ``lmix-fr``: hard routing control: the single cluster path with the lowest support loss,
   for every query. ``lmix-sr``: soft routing control: the clusters' composed updates mixed
   with ``softmax(-L / T)`` (T = 1) over their support losses.
@@ -40,10 +43,14 @@ from .errors import EvalError
 from .progress import Progress, ensure
 from .search import SearchConfig, SearchResult, search_weights
 
-METHODS = ["zero-shot", "lorahub", "ilc", "lasrc", "lmix-fr", "lmix-sr", "logo", "scale"]
+METHODS = ["zero-shot", "lorahub", "ilc", "lasrc", "lmix-fr", "lmix-sr", "ties", "dare-linear", "dare-ties", "sdp+lasrc",
+           "logo", "scale"]
+# Matched-merge methods: ilc's retrieval, clusters and searched weights; each routed cluster composed with this merger.
+MATCHED_MERGERS = {"ilc": "linear", "lasrc": "lasrc", "ties": "ties", "dare-linear": "dare-linear",
+                   "dare-ties": "dare-ties", "sdp+lasrc": "sdp+lasrc"}
 DEFAULT_VIEWS = ["retrieval", "balanced", "qa"]
 SCALE_AGGREGATIONS = ["support", "uniform", "best-view", "oracle"]  # oracle uses query labels
-RETRIEVAL_METHODS = {"ilc", "lasrc", "lmix-fr", "lmix-sr"}
+RETRIEVAL_METHODS = set(MATCHED_MERGERS) | {"lmix-fr", "lmix-sr"}
 LOGO_SIGNALS = ("l2", "entropy")
 LOGO_VARIANTS = ("weighted", "uniform", "top1")
 
@@ -88,9 +95,11 @@ class MethodConfig:
         if self.merger_params:
             from .merge.table import resolve_merger
 
-            if self.method not in ("lasrc", "scale"):
-                raise EvalError(f"--param sets LASRC parameters of --method lasrc or scale, not {self.method}")
+            if self.method not in ("lasrc", "sdp+lasrc", "scale"):
+                raise EvalError(f"--param sets LASRC parameters of --method lasrc, sdp+lasrc or scale, not {self.method}")
             resolve_merger("lasrc", self.merger_params)  # unknown keys or bad values fail now, before any search
+        if self.method == "sdp+lasrc" and not 0 <= self.sdp_rate < 1:
+            raise EvalError(f"--sdp must be in [0, 1), got {self.sdp_rate}")
         if self.method == "scale":
             if not self.views or len(set(self.views)) != len(self.views):
                 raise EvalError(f"--views must name distinct views, got {self.views}")
@@ -143,15 +152,61 @@ class TaskPlan:
 
 
 _SEARCH_CACHE: dict[tuple, SearchResult] = {}
+SEARCH_CACHE_ENV = "SCALECTL_SEARCH_CACHE"  # "0" turns the on-disk search cache off
+
+
+def search_cache_key(reg, pool: str, names: list[str], support, cfg: SearchConfig, rule: str, base: str) -> str:
+    """sha256 of everything a weight search depends on: backbone, rule, search config, each candidate's
+    weights (sha256), and the support examples' text. Equal keys give equal searches (seeded, deterministic)."""
+    import hashlib
+    import json
+
+    sha = {r["name"]: r.get("sha256") for r in reg.list(pool=pool)}
+    blob = json.dumps({"base": base, "rule": rule, "search": sorted(vars(cfg).items()),
+                       "candidates": [[n, sha.get(n)] for n in names],
+                       "support": [[s["input"], str(s["target"])] for s in support]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _disk_cache_dir():
+    import os
+
+    from .paths import home
+
+    if os.environ.get(SEARCH_CACHE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    return home() / "cache" / "search"
 
 
 def _cached_search(bb, reg, pool, names: list[str], support, cfg: SearchConfig, rule: str, key: tuple,
                    progress: Progress) -> SearchResult:
+    """A weight search, cached in-process and on disk (``$SCALECTL_HOME/cache/search``, keyed by
+    :func:`search_cache_key`), so the methods, views and fan-out workers of one sweep search each
+    (candidates, support) once. A cached result keeps its original ``seconds`` and says ``cached``."""
+    import json
+
     ck = (key, tuple(names), rule, tuple(sorted(vars(cfg).items())), bb.base.canonical)
-    if ck not in _SEARCH_CACHE:
+    if ck in _SEARCH_CACHE:
+        return _SEARCH_CACHE[ck]
+    d = _disk_cache_dir()
+    path = d / f"{search_cache_key(reg, pool, names, support, cfg, rule, bb.base.canonical)}.json" if d else None
+    res = None
+    if path is not None and path.exists():
+        try:
+            res = SearchResult.from_dict(json.loads(path.read_text()))
+            res.cached = True
+        except (ValueError, TypeError):
+            res = None  # a damaged cache entry is searched again and rewritten
+    if res is None:
         factors = [reg.load_factors(n, pool) for n in names]
-        _SEARCH_CACHE[ck] = search_weights(bb, factors, support, cfg, rule=rule, progress=progress)
-    return _SEARCH_CACHE[ck]
+        res = search_weights(bb, factors, support, cfg, rule=rule, progress=progress)
+        if path is not None:
+            from .fsutil import atomic_file
+
+            with atomic_file(path) as f:
+                json.dump(res.to_dict(), f)
+    _SEARCH_CACHE[ck] = res
+    return res
 
 
 def _softmax(xs: list[float], t: float) -> list[float]:
@@ -204,9 +259,11 @@ def plan_task(reg, bb, task, pool: str, cfg: MethodConfig, queries: list[Any], p
                                        + [n for n, _ in retrieval.local_candidates[j]]))  # type: ignore[union-attr]
             res = _cached_search(bb, reg, pool, cands, support, cfg.search, "linear", key, prog)
             clusters.append((j, cands, res))
-        if cfg.method in ("ilc", "lasrc"):
-            merger = "linear" if cfg.method == "ilc" else "lasrc"
-            params = dict(cfg.merger_params) if merger == "lasrc" and cfg.merger_params else None
+        if cfg.method in MATCHED_MERGERS:
+            merger = MATCHED_MERGERS[cfg.method]
+            params = dict(cfg.merger_params) if merger.endswith("lasrc") and cfg.merger_params else None
+            if merger == "sdp+lasrc":
+                params = {**(params or {}), "sdp.drop_rate": cfg.sdp_rate, "sdp.seed": cfg.sdp_seed}
             for j, cands, res in clusters:
                 qi = [i for i in all_q if routes[i] == j]
                 if qi:

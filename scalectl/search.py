@@ -51,9 +51,15 @@ class SearchResult:
     seconds: float = 0.0
     forward_seconds: float = 0.0
     rule: str = "linear"
+    cached: bool = False  # read back from the search cache (``seconds`` is the original search's)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SearchResult":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def encode_support(bb, support: list[Any], max_len: int = 512) -> list[dict[str, list[int]]]:

@@ -64,12 +64,17 @@ def test_every_method_runs_and_records_its_path(tiny_bbh, llama_base, indexed):
             for g in plan["groups"]:
                 hist = g["search"]["history"]
                 assert len(hist) == 4 and len(hist[0]["weights"]) == len(g["candidates"])  # every step stored
-    # lasrc is ilc with only the merge changed: same retrieval, clusters, weights, routing
+    # lasrc and the operator controls are ilc with only the merge changed: same retrieval, clusters, weights, routing
     gi = indexed.run(runs["ilc"].run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
-    gl = indexed.run(runs["lasrc"].run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
-    assert [(g["label"], g["candidates"], g["weights"], g["queries"]) for g in gi] == \
-           [(g["label"], g["candidates"], g["weights"], g["queries"]) for g in gl]
-    assert {g["merger"] for g in gi} == {"linear"} and {g["merger"] for g in gl} == {"lasrc"}
+    assert {g["merger"] for g in gi} == {"linear"}
+    for m, merger in (("lasrc", "lasrc"), ("ties", "ties"), ("dare-linear", "dare-linear"), ("dare-ties", "dare-ties"),
+                      ("sdp+lasrc", "sdp+lasrc")):
+        gl = indexed.run(runs[m].run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
+        assert [(g["label"], g["candidates"], g["weights"], g["queries"]) for g in gi] == \
+               [(g["label"], g["candidates"], g["weights"], g["queries"]) for g in gl], m
+        assert {g["merger"] for g in gl} == {merger}, m
+    sdp = indexed.run(runs["sdp+lasrc"].run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
+    assert all(g["params"] == {"sdp.drop_rate": 0.5, "sdp.seed": 42} for g in sdp)
     # lmix-fr is the ilc cluster with the lowest support loss, applied to every query
     fr = indexed.run(runs["lmix-fr"].run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
     assert len(fr) == 1 and fr[0]["queries"] == 6
@@ -255,3 +260,35 @@ def test_scale_composes_each_view_group_once(tiny_bbh, llama_base, indexed, monk
     assert len(calls) == sum(len(v["groups"]) for v in plan["views"].values())
     pc = indexed.run(res.run_id)["summary"]["path_cost"]
     assert pc["decode_seconds"] <= res.decode_seconds and pc["search_seconds"] >= 0
+
+
+def test_search_cache_on_disk_is_reused_and_keyed_by_content(tiny_bbh, llama_base, indexed, monkeypatch):
+    import scalectl.methods as methods
+    from scalectl.backbone import load_backbone
+    from scalectl.paths import home
+
+    bb = load_backbone(str(llama_base), device="cpu")
+    methods._SEARCH_CACHE.clear()
+    first = run_eval("tiny_mix", reg=indexed, bb=bb, pool="tiny", method=_cfg("ilc"), bbh_dir=str(tiny_bbh), limit=4)
+    files = sorted((home() / "cache" / "search").glob("*.json"))
+    assert files  # one per distinct (candidates, support) search
+    methods._SEARCH_CACHE.clear()
+
+    def no_search(*a, **k):
+        raise AssertionError("searched again despite the cache")
+
+    monkeypatch.setattr(methods, "search_weights", no_search)
+    again = run_eval("tiny_mix", reg=indexed, bb=bb, pool="tiny", method=_cfg("ilc"), bbh_dir=str(tiny_bbh), limit=4)
+    g1 = indexed.run(first.run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
+    g2 = indexed.run(again.run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
+    assert [g["weights"] for g in g1] == [g["weights"] for g in g2]
+    assert all(g["search"]["cached"] for g in g2) and not any(g["search"]["cached"] for g in g1)
+    assert [r["raw_output"] for r in indexed.records(first.run_id)] == [r["raw_output"] for r in indexed.records(again.run_id)]
+    # another search config is another key: it must search (and here, fail loudly)
+    methods._SEARCH_CACHE.clear()
+    with pytest.raises(AssertionError, match="searched again"):
+        run_eval("tiny_mix", reg=indexed, bb=bb, pool="tiny", method=MethodConfig(
+            method="ilc", n_global=2, n_local=2, search=SearchConfig(steps=5)), bbh_dir=str(tiny_bbh), limit=4)
+    # the cache can be turned off
+    monkeypatch.setenv("SCALECTL_SEARCH_CACHE", "0")
+    assert methods._disk_cache_dir() is None

@@ -10,7 +10,7 @@ import typer
 def eval_cmd(
     task: Annotated[str, typer.Option("--task", "-t", help="bbh/TASK, a suite (bbh, bbh-8), or a comma list.")] = "bbh-8",
     base_only: Annotated[bool, typer.Option("--base-only", help="The zero-shot row: the base model alone.")] = False,
-    method: Annotated[Optional[str], typer.Option("--method", "-m", help="zero-shot, lorahub, ilc, lasrc, lmix-fr, lmix-sr, logo "
+    method: Annotated[Optional[str], typer.Option("--method", "-m", help="zero-shot, lorahub, ilc, lasrc, lmix-fr, lmix-sr, ties, dare-linear, dare-ties, sdp+lasrc, logo, scale "
                                                   "(retrieves from --pool, searches weights on the support set).")] = None,
     view: Annotated[str, typer.Option("--view", help="Index view for retrieval (scalectl index --list).")] = "balanced",
     n_global: Annotated[int, typer.Option("--global", help="Global candidates (method.md: 20).")] = 20,
@@ -25,8 +25,8 @@ def eval_cmd(
     logo_k: Annotated[int, typer.Option("--logo-k", help="logo: adapters kept per query (20).")] = 20,
     logo_variant: Annotated[str, typer.Option("--logo-variant", help="logo: weighted (default), uniform or top1.")] = "weighted",
     views: Annotated[str, typer.Option("--views", help="scale: comma-separated index views.")] = "retrieval,balanced,qa",
-    sdp: Annotated[float, typer.Option("--sdp", help="scale: SDP drop rate per view (0: the no-SDP control).")] = 0.5,
-    seed: Annotated[int, typer.Option("--seed", help="scale: SDP seed.")] = 42,
+    sdp: Annotated[float, typer.Option("--sdp", help="scale and sdp+lasrc: SDP drop rate (scale: 0 is the no-SDP control).")] = 0.5,
+    seed: Annotated[int, typer.Option("--seed", help="scale and sdp+lasrc: SDP seed.")] = 42,
     seeds: Annotated[Optional[str], typer.Option("--seeds", help="scale: run once per SDP seed, e.g. 42,52,133,3407.")] = None,
     scale_merger: Annotated[str, typer.Option("--scale-merger", help="scale: lasrc, or linear (the no-LASRC control).")] = "lasrc",
     random_views: Annotated[bool, typer.Option("--random-views", help="scale: random candidates per view (control).")] = False,
