@@ -134,122 +134,233 @@ def run_eval(tasks: str | list[str] | list[bbh.Task], *, reg=None, bb=None, base
              method: Any = None, progress: Progress | None = None) -> EvalResult:
     """Evaluate on BBH tasks and record every query: the base model (``base_only``), a fixed
     composition of ``adapters``, or a method (``method``: a :class:`scalectl.methods.MethodConfig`
-    or a method name) that retrieves, searches and composes per task from ``pool``."""
+    or a method name) that retrieves, searches and composes per task from ``pool``.
+
+    The run is split into units (one per task; SCALE: one per task and view), computed here one after
+    the other; :func:`scalectl.fanout.run_specs` computes the same units on Ray workers instead."""
+    prog = ensure(progress)
+    run = PreparedRun(tasks, reg=reg, bb=bb, base=base, adapters=adapters, weights=weights, merger=merger, params=params,
+                      pool=pool, base_only=base_only, bbh_dir=bbh_dir, limit=limit, batch_size=batch_size, device=device,
+                      label=label, allow_partial=allow_partial, method=method, progress=prog)
+    try:
+        prog.start("decode", f"{run.method}: decoding", run.total)
+        for u in run.units():
+            prog.advance("decode", 0, description=f"{run.method}: {u.task}" + (f" ({u.view})" if u.view else ""))
+            run.accept(u, compute_unit(run.spec(), u, reg=run.reg, bb=run.bb, comp=run.comp, progress=prog))
+        prog.finish("decode")
+    except BaseException as e:
+        run.fail(e)
+        raise
+    return run.finish()
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of a run computed on its own: a task's queries (SCALE: one view of a task's queries)."""
+
+    task: str
+    view: str | None = None
+
+
+class PreparedRun:
+    """An eval run validated and recorded as running, split into :class:`Unit` s; the results of the units come
+    back through :meth:`accept` (records are written to the registry there, by the caller's process) and
+    :meth:`finish` scores the run. The compute itself is :func:`compute_unit`, the same wherever it runs."""
+
+    def __init__(self, tasks, *, reg=None, bb=None, base=None, adapters=None, weights=None, merger="linear", params=None,
+                 pool=None, base_only=False, bbh_dir=None, limit=None, batch_size=INFERENCE_BATCH, device=None, label=None,
+                 allow_partial=False, method=None, progress=None):
+        from .backbone import load_backbone
+        from .methods import MethodConfig
+        from .registry import Registry
+
+        prog = ensure(progress)
+        if isinstance(method, str):
+            method = MethodConfig(method=method)
+        if method is not None and method.method == "zero-shot":
+            base_only, method = True, None
+        if sum([bool(base_only), bool(adapters), method is not None]) != 1:
+            raise EvalError("give exactly one of --base-only, --method M (with --pool), or --adapters a,b,c (with --merger)")
+        if method is not None:
+            method.check()
+            if not pool:
+                raise EvalError(f"--method {method.method} needs --pool: the pool to retrieve adapters from")
+        if limit is not None and limit < 1:
+            raise EvalError(f"--limit must be at least 1, got {limit}")
+        if batch_size < 1:
+            raise EvalError(f"--batch-size must be at least 1, got {batch_size}")
+        task_objs = tasks if tasks and isinstance(tasks[0], bbh.Task) else bbh.load_tasks(tasks, bbh_dir)  # type: ignore[index]
+        reg = reg or Registry()
+        if bb is None:
+            prog.log("loading the base model")
+            bb = load_backbone(base, device=device)
+        comp = None
+        if adapters:
+            prog.log(f"composing {len(adapters)} adapter(s) with {merger}")
+            comp = prepare_composition(reg, bb, adapters, weights, merger, params, pool, allow_partial)
+        mcfg = method
+        if mcfg is not None:
+            from .backbone import same_base
+
+            prow = next((p for p in reg.pools() if p["name"] == pool), None)
+            if prow is None:
+                raise EvalError(f"no pool {pool!r}; `scalectl pool pools` lists them")
+            if not same_base(prow["base_model"], bb.base.canonical):
+                raise EvalError(f"the backbone is {bb.base.spec!r} but pool {pool!r} is on {prow['base_model']!r}; "
+                                f"pass --base {prow['base_model']}")
+            if mcfg.method != "lorahub" or mcfg.retrieved:
+                from .index import load_index
+
+                for v in (mcfg.views if mcfg.method == "scale" else [mcfg.view]):
+                    load_index(reg, pool, v, mcfg.embedder)  # a missing index fails here, before any run is recorded
+        self.reg, self.bb, self.comp, self.mcfg, self.pool, self.label, self.limit = reg, bb, comp, mcfg, pool, label, limit
+        self.batch_size, self.bbh_dir = batch_size, str(task_objs[0].path.parent)
+        self.composition_args = {"adapters": adapters, "weights": weights, "merger": merger, "params": params,
+                                 "allow_partial": allow_partial} if adapters else None
+        self.method = "zero-shot" if base_only else (mcfg.method if mcfg is not None else comp.method)  # type: ignore[union-attr]
+        self.plan = [(t, t.queries[:limit] if limit else t.queries) for t in task_objs]
+        self.tasks = {t.name: (t, q) for t, q in self.plan}
+        self.config = {
+            "tasks": [t.name for t in task_objs], "method": self.method, "bbh_dir": self.bbh_dir,
+            "support_offset": bbh.SUPPORT_OFFSET, "support_size": bbh.SUPPORT_SIZE,
+            "support_ids": {t.name: [e.id for e in t.support] for t in task_objs},
+            "limit": limit, "queries": {t.name: len(q) for t, q in self.plan},
+            "base": bb.base.spec, "base_model": bb.base.canonical, "device": bb.device,
+            "dtype": str(next(bb.model.parameters()).dtype).replace("torch.", ""),
+            "decode": "greedy", "batch_size": batch_size, "stop": "newline or EOS",
+            "max_new_tokens": {t.name: max_new_tokens(bb, t) for t in task_objs},
+            "prompt": "chat template" if not bb.is_seq2seq and getattr(bb.tokenizer, "chat_template", None) else "plain",
+            "metric": "normalized exact match: str(x).strip().lower().replace('.', '')",
+            "extractor": "first option letter on option tasks, else first line (separate metric)",
+            "composition": comp.config if comp else None, "versions": _versions(),
+            "method_config": _method_config(mcfg, pool),
+        }
+        self.run_id = reg.create_run("eval", self.method, self.config, base_model=bb.base.canonical, label=label)
+        self.total = sum(len(q) for _, q in self.plan)
+        self.scores: list[TaskScore] = []
+        self.plans: dict[str, Any] = {}
+        self._views: dict[str, dict[str, Any]] = {}
+        self._rss_mb = 0.0
+        self._t0 = time.perf_counter()
+
+    def units(self) -> list[Unit]:
+        if self.mcfg is not None and self.mcfg.method == "scale":
+            return [Unit(t.name, v) for t, _ in self.plan for v in self.mcfg.views]
+        return [Unit(t.name) for t, _ in self.plan]
+
+    def spec(self) -> dict[str, Any]:
+        """What a unit needs to be computed anywhere (plain data: picklable, no model, no registry)."""
+        return {"base": self.bb.base.spec, "device": self.bb.device, "pool": self.pool, "bbh_dir": self.bbh_dir,
+                "limit": self.limit, "batch_size": self.batch_size, "method": self.mcfg,
+                "composition": self.composition_args, "max_new_tokens": self.config["max_new_tokens"]}
+
+    def accept(self, u: Unit, res: dict[str, Any]) -> None:
+        """Take a unit's result; when a task is complete, score it and write its records (this process)."""
+        task, queries = self.tasks[u.task]
+        self._rss_mb = max(self._rss_mb, float(res.get("peak_rss_mb") or 0.0))
+        if u.view is not None:
+            done = self._views.setdefault(u.task, {})
+            done[u.view] = res
+            if len(done) < len(self.mcfg.views):
+                return
+            outs, extras, tplan = _aggregate_scale(task, queries, [(v, done[v]) for v in self.mcfg.views], self.mcfg)
+            seconds = sum(r["seconds"] for r in done.values())
+            del self._views[u.task]
+        else:
+            outs, extras, tplan, seconds = res["outputs"], res["extras"], res["plan"], res["seconds"]
+        if tplan is not None:
+            self.plans[task.name] = tplan
+        recs = score(task, queries, outs)
+        if extras is not None:
+            for r, x in zip(recs, extras):
+                r["extra"] = x
+        self.reg.add_records(self.run_id, recs)
+        n = len(recs)
+        c = sum(r["correct"] for r in recs)
+        self.scores.append(TaskScore(task=task.name, n=n, correct=c, accuracy=c / n,
+                                     extracted_accuracy=sum(r["extracted_correct"] for r in recs) / n,
+                                     seconds=round(seconds, 3)))
+
+    def fail(self, e: BaseException) -> None:
+        self.reg.finish_run(self.run_id, "failed", error=f"{type(e).__name__}: {e}"[:500])
+
+    def finish(self, extra: dict[str, Any] | None = None) -> EvalResult:
+        if len(self.scores) != len(self.plan):
+            raise EvalError(f"run {self.run_id}: {len(self.plan) - len(self.scores)} task(s) have no results")
+        order = {t.name: i for i, (t, _) in enumerate(self.plan)}
+        self.scores.sort(key=lambda s: order[s.task])
+        decode_s = time.perf_counter() - self._t0
+        scores = self.scores
+        macro = sum(s.accuracy for s in scores) / len(scores)
+        macro_x = sum(s.extracted_accuracy for s in scores) / len(scores)
+        res = EvalResult(run_id=self.run_id, method=self.method, label=self.label, tasks=scores, macro_accuracy=macro,
+                         macro_extracted=macro_x, n_queries=self.total, decode_seconds=round(decode_s, 3),
+                         compose_seconds=round(self.comp.seconds, 3) if self.comp else 0.0, limit=self.limit,
+                         config=self.config)
+        summary = {k: v for k, v in res.to_dict().items() if k != "config"}
+        summary["queries_per_second"] = round(self.total / decode_s, 3) if decode_s > 0 else None
+        if self.plans:
+            summary["plans"] = {t.name: self.plans[t.name] for t, _ in self.plan if t.name in self.plans}
+        summary["path_cost"] = _path_cost(self.bb, self.plans, res, self.comp, self._rss_mb)
+        if extra:
+            summary.update(extra)
+        self.reg.finish_run(self.run_id, "done", summary=summary)
+        if self.method == "scale":
+            res.config["derived_runs"] = derive_scale_runs(self.reg, self.run_id)
+        return res
+
+
+_UNIT_COMPOSITIONS: dict[str, Any] = {}  # a worker's composed --adapters update, built once per run
+
+
+def compute_unit(spec: dict[str, Any], u: Unit, *, reg=None, bb=None, comp=None, progress: Progress | None = None
+                 ) -> dict[str, Any]:
+    """Decode one unit and return its outputs (nothing is written): ``outputs``, ``extras`` and ``plan`` for a
+    task, or one SCALE view's ``outputs``, ``loss`` and ``summary``; with ``seconds`` and ``peak_rss_mb``."""
     import contextlib
+    import json
+    import resource
 
     from .backbone import generate_greedy, load_backbone
-    from .methods import MethodConfig
     from .registry import Registry
     from .stacked import merged_weights
 
     prog = ensure(progress)
-    if isinstance(method, str):
-        method = MethodConfig(method=method)
-    if method is not None and method.method == "zero-shot":
-        base_only, method = True, None
-    if sum([bool(base_only), bool(adapters), method is not None]) != 1:
-        raise EvalError("give exactly one of --base-only, --method M (with --pool), or --adapters a,b,c (with --merger)")
-    if method is not None:
-        method.check()
-        if not pool:
-            raise EvalError(f"--method {method.method} needs --pool: the pool to retrieve adapters from")
-    if limit is not None and limit < 1:
-        raise EvalError(f"--limit must be at least 1, got {limit}")
-    if batch_size < 1:
-        raise EvalError(f"--batch-size must be at least 1, got {batch_size}")
-    task_objs = tasks if tasks and isinstance(tasks[0], bbh.Task) else bbh.load_tasks(tasks, bbh_dir)  # type: ignore[index]
     reg = reg or Registry()
-    if bb is None:
-        prog.log("loading the base model")
-        bb = load_backbone(base, device=device)
-    comp = None
-    if adapters:
-        prog.log(f"composing {len(adapters)} adapter(s) with {merger}")
-        comp = prepare_composition(reg, bb, adapters, weights, merger, params, pool, allow_partial)
-    mcfg = method
-    if mcfg is not None:
-        from .backbone import same_base
-
-        prow = next((p for p in reg.pools() if p["name"] == pool), None)
-        if prow is None:
-            raise EvalError(f"no pool {pool!r}; `scalectl pool pools` lists them")
-        if not same_base(prow["base_model"], bb.base.canonical):
-            raise EvalError(f"the backbone is {bb.base.spec!r} but pool {pool!r} is on {prow['base_model']!r}; "
-                            f"pass --base {prow['base_model']}")
-        if mcfg.method != "lorahub" or mcfg.retrieved:
-            from .index import load_index
-
-            for v in (mcfg.views if mcfg.method == "scale" else [mcfg.view]):
-                load_index(reg, pool, v, mcfg.embedder)  # a missing index fails here, before any run is recorded
-    method = "zero-shot" if base_only else (mcfg.method if mcfg is not None else comp.method)  # type: ignore[union-attr]
-    plan = [(t, t.queries[:limit] if limit else t.queries) for t in task_objs]
-    config = {
-        "tasks": [t.name for t in task_objs], "method": method, "bbh_dir": str(task_objs[0].path.parent),
-        "support_offset": bbh.SUPPORT_OFFSET, "support_size": bbh.SUPPORT_SIZE,
-        "support_ids": {t.name: [e.id for e in t.support] for t in task_objs},
-        "limit": limit, "queries": {t.name: len(q) for t, q in plan},
-        "base": bb.base.spec, "base_model": bb.base.canonical, "device": bb.device,
-        "dtype": str(next(bb.model.parameters()).dtype).replace("torch.", ""),
-        "decode": "greedy", "batch_size": batch_size, "stop": "newline or EOS",
-        "max_new_tokens": {t.name: max_new_tokens(bb, t) for t in task_objs},
-        "prompt": "chat template" if not bb.is_seq2seq and getattr(bb.tokenizer, "chat_template", None) else "plain",
-        "metric": "normalized exact match: str(x).strip().lower().replace('.', '')",
-        "extractor": "first option letter on option tasks, else first line (separate metric)",
-        "composition": comp.config if comp else None, "versions": _versions(),
-        "method_config": _method_config(mcfg, pool),
-    }
-    run_id = reg.create_run("eval", method, config, base_model=bb.base.canonical, label=label)
-    total = sum(len(q) for _, q in plan)
-    scores: list[TaskScore] = []
-    plans: dict[str, Any] = {}
-    t_all = time.perf_counter()
-    try:
+    bb = bb or load_backbone(spec["base"], device=spec["device"])
+    task = bbh.load_tasks([u.task], spec["bbh_dir"])[0]
+    queries = task.queries[:spec["limit"]] if spec["limit"] else task.queries
+    mx = spec["max_new_tokens"][task.name]
+    t0 = time.perf_counter()
+    mcfg = spec["method"]
+    out: dict[str, Any]
+    if spec["composition"] and comp is None:
+        ca = spec["composition"]
+        key = json.dumps(ca, sort_keys=True, default=str) + spec["base"]
+        if key not in _UNIT_COMPOSITIONS:
+            _UNIT_COMPOSITIONS.clear()
+            _UNIT_COMPOSITIONS[key] = prepare_composition(reg, bb, ca["adapters"], ca["weights"], ca["merger"], ca["params"],
+                                                          spec["pool"], ca["allow_partial"])
+        comp = _UNIT_COMPOSITIONS[key]
+    if mcfg is None:
         ctx = merged_weights(bb.model, comp.deltas) if comp else contextlib.nullcontext()
-        prog.start("decode", f"{method}: decoding", total)
         with ctx:
-            for task, queries in plan:
-                prog.advance("decode", 0, description=f"{method}: {task.name}")
-                t0 = time.perf_counter()
-                mx = config["max_new_tokens"][task.name]
-                if mcfg is None:
-                    outs = generate_greedy(bb, [e.input for e in queries], max_new_tokens=mx, batch_size=batch_size,
-                                           stop_at_newline=True, on_batch=lambda n: prog.advance("decode", n))
-                    extras = None
-                else:
-                    outs, extras, tplan = _decode_method(reg, bb, pool, task, queries, mcfg, mx, batch_size, prog)
-                    plans[task.name] = tplan
-                recs = score(task, queries, outs)
-                if extras is not None:
-                    for r, x in zip(recs, extras):
-                        r["extra"] = x
-                reg.add_records(run_id, recs)
-                n = len(recs)
-                c = sum(r["correct"] for r in recs)
-                scores.append(TaskScore(task=task.name, n=n, correct=c, accuracy=c / n,
-                                        extracted_accuracy=sum(r["extracted_correct"] for r in recs) / n,
-                                        seconds=round(time.perf_counter() - t0, 3)))
-        prog.finish("decode")
-    except BaseException as e:
-        reg.finish_run(run_id, "failed", error=f"{type(e).__name__}: {e}"[:500])
-        raise
-    decode_s = time.perf_counter() - t_all
-    macro = sum(s.accuracy for s in scores) / len(scores)
-    macro_x = sum(s.extracted_accuracy for s in scores) / len(scores)
-    res = EvalResult(run_id=run_id, method=method, label=label, tasks=scores, macro_accuracy=macro,
-                     macro_extracted=macro_x, n_queries=total, decode_seconds=round(decode_s, 3),
-                     compose_seconds=round(comp.seconds, 3) if comp else 0.0, limit=limit, config=config)
-    summary = {k: v for k, v in res.to_dict().items() if k != "config"}
-    summary["queries_per_second"] = round(total / decode_s, 3) if decode_s > 0 else None
-    if plans:
-        summary["plans"] = plans
-    summary["path_cost"] = _path_cost(bb, plans, res, comp)
-    reg.finish_run(run_id, "done", summary=summary)
-    if method == "scale":
-        res.config["derived_runs"] = derive_scale_runs(reg, run_id)
-    return res
+            outs = generate_greedy(bb, [e.input for e in queries], max_new_tokens=mx, batch_size=spec["batch_size"],
+                                   stop_at_newline=True, on_batch=lambda n: prog.advance("decode", n))
+        out = {"outputs": outs, "extras": None, "plan": None}
+    elif u.view is not None:
+        outs, loss, summary = _decode_scale_view(reg, bb, spec["pool"], task, queries, mcfg, u.view, mx,
+                                                 spec["batch_size"], prog)
+        out = {"outputs": outs, "loss": loss, "summary": summary}
+    else:
+        outs, extras, tplan = _decode_method(reg, bb, spec["pool"], task, queries, mcfg, mx, spec["batch_size"], prog)
+        out = {"outputs": outs, "extras": extras, "plan": tplan}
+    out["seconds"] = time.perf_counter() - t0
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return out
 
 
-def _path_cost(bb, plans: dict[str, Any], res: EvalResult, comp) -> dict[str, Any]:
+def _path_cost(bb, plans: dict[str, Any], res: EvalResult, comp, unit_rss_mb: float = 0.0) -> dict[str, Any]:
     """Decoded prediction paths per query relative to one view, composition and decoding seconds, peak memory."""
     import resource
 
@@ -260,7 +371,7 @@ def _path_cost(bb, plans: dict[str, Any], res: EvalResult, comp) -> dict[str, An
                     for p in plans.values()) + (comp.seconds if comp else 0.0)
     search_s = sum(sum((v.get("seconds") or {}).get("search", 0) for v in (p.get("views") or {"_": p}).values())
                    for p in plans.values())
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    rss_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, unit_rss_mb)  # Linux reports KiB
     retr_s = sum(sum((v.get("seconds") or {}).get("retrieval", 0) for v in (p.get("views") or {"_": p}).values())
                  for p in plans.values())
     decode_s = res.decode_seconds - (compose_s - (comp.seconds if comp else 0.0)) - search_s - retr_s
@@ -363,7 +474,10 @@ def _decode_method(reg, bb, pool: str, task: bbh.Task, queries: list[bbh.Example
     from .methods import plan_task
 
     if mcfg.method == "scale":
-        return _decode_scale(reg, bb, pool, task, queries, mcfg, max_new, batch_size, prog)
+        views = [(v, dict(zip(("outputs", "loss", "summary"),
+                               _decode_scale_view(reg, bb, pool, task, queries, mcfg, v, max_new, batch_size, prog))))
+                 for v in mcfg.views]
+        return _aggregate_scale(task, queries, views, mcfg)
     plan = plan_task(reg, bb, task, pool, mcfg, queries, progress=prog)
     t0 = time.perf_counter()
     outs, compose_s = _decode_groups(reg, bb, pool, plan, queries, max_new, batch_size, prog)
@@ -373,27 +487,36 @@ def _decode_method(reg, bb, pool: str, task: bbh.Task, queries: list[bbh.Example
     return outs, extras, _plan_summary(plan)
 
 
-def _decode_scale(reg, bb, pool: str, task: bbh.Task, queries: list[bbh.Example], mcfg, max_new: int, batch_size: int,
-                  prog: Progress) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
-    """SCALE: every view decodes every query; the view's support loss L_v is the mean support cross-entropy
-    under its composed states (one per routed cluster, averaged); answers aggregate with softmax(-L_v)."""
-    from .methods import aggregate, plan_scale
+def _decode_scale_view(reg, bb, pool: str, task: bbh.Task, queries: list[bbh.Example], mcfg, view: str, max_new: int,
+                       batch_size: int, prog: Progress) -> tuple[list[str], float, dict[str, Any]]:
+    """One SCALE view: ilc's retrieval and weights on this view, SDP + LASRC, every query decoded; the view's
+    support loss L_v is the mean support cross-entropy under its composed states (one per routed cluster)."""
+    import copy
+
+    from .methods import plan_scale
     from .search import encode_support
 
-    views = plan_scale(reg, bb, task, pool, mcfg, queries, progress=prog)
+    vcfg = copy.copy(mcfg)
+    vcfg.views = [view]
+    [(_, plan)] = plan_scale(reg, bb, task, pool, vcfg, queries, progress=prog)
     enc = encode_support(bb, task.support)
-    per_view: dict[str, list[str]] = {}
-    losses: dict[str, float] = {}
-    summary: dict[str, Any] = {"views": {}}
-    for view, plan in views:
-        t0 = time.perf_counter()
-        outs, compose_s = _decode_groups(reg, bb, pool, plan, queries, max_new, batch_size, prog, support_enc=enc)
-        ls = [g.view_loss for g in plan.groups]
-        losses[view] = sum(ls) / len(ls)
-        plan.seconds["compose"] = round(compose_s, 3)
-        plan.seconds["decode"] = round(time.perf_counter() - t0 - compose_s, 3)
-        per_view[view] = outs
-        summary["views"][view] = {**_plan_summary(plan), "support_loss": losses[view], "cluster_losses": ls}
+    t0 = time.perf_counter()
+    outs, compose_s = _decode_groups(reg, bb, pool, plan, queries, max_new, batch_size, prog, support_enc=enc)
+    ls = [g.view_loss for g in plan.groups]
+    loss = sum(ls) / len(ls)
+    plan.seconds["compose"] = round(compose_s, 3)
+    plan.seconds["decode"] = round(time.perf_counter() - t0 - compose_s, 3)
+    return outs, loss, {**_plan_summary(plan), "support_loss": loss, "cluster_losses": ls}
+
+
+def _aggregate_scale(task: bbh.Task, queries: list[bbh.Example], views: list[tuple[str, dict[str, Any]]], mcfg
+                     ) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
+    """SCALE's answer per query from its views' answers, weighted by softmax(-L_v) (method.md)."""
+    from .methods import aggregate
+
+    per_view = {v: r["outputs"] for v, r in views}
+    losses = {v: r["loss"] for v, r in views}
+    summary: dict[str, Any] = {"views": {v: r["summary"] for v, r in views}}
     extras, final = [], []
     for i, q in enumerate(queries):
         preds = {v: per_view[v][i].split("\n", 1)[0].strip() for v in per_view}

@@ -18,9 +18,29 @@ from typer.core import TyperGroup
 from .. import __version__
 from ..errors import ScalectlError
 
+OPTIONAL_VALUE = {"--ray": "local"}  # options whose value may be left out: ``--ray`` alone means ``--ray local``
+
+
+def optional_values(args: list[str]) -> list[str]:
+    """``--ray`` followed by nothing or by another option becomes ``--ray=local`` (click has no optional values)."""
+    out = []
+    for i, a in enumerate(args):
+        if a == "--":
+            return out + args[i:]
+        if a in OPTIONAL_VALUE and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(f"{a}={OPTIONAL_VALUE[a]}")
+        else:
+            out.append(a)
+    return out
+
 
 class _Group(TyperGroup):
     """Turns library errors into one-line messages with the error's exit code."""
+
+    def main(self, args=None, *a, **kw):
+        import sys
+
+        return super().main(optional_values(list(sys.argv[1:] if args is None else args)), *a, **kw)
 
     def invoke(self, ctx: click.Context):
         try:

@@ -42,6 +42,8 @@ def eval_cmd(
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, ... (default: cuda when present).")] = None,
     label: Annotated[Optional[str], typer.Option("--label", help="A label stored with the run.")] = None,
     allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Merge only the modules common to all adapters.")] = False,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Fan the (task x view x seed) jobs out over Ray: --ray alone starts a local Ray instance; or give an ADDRESS (auto, ray://host:10001). Records are written by this process.")] = None,
+    ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", help="CPUs (workers) of a local Ray instance (default: all cores).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Evaluate on BIG-Bench Hard: per-task normalized exact match and the macro average, one record per query."""
@@ -49,6 +51,7 @@ def eval_cmd(
     from ..compose import parse_weights
     from ..errors import EvalError
     from ..evaluate import run_eval
+    from ..fanout import RunSpec, run_specs
     from ..merge.table import parse_params
     from ..methods import MethodConfig
     from ..search import SearchConfig
@@ -62,7 +65,7 @@ def eval_cmd(
             raise EvalError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
         if method != "scale":
             raise EvalError("--seeds sweeps SDP seeds of --method scale")
-    results = []
+    specs = []
     for sd in seed_list:
         mcfg = None
         if method is not None:
@@ -73,14 +76,23 @@ def eval_cmd(
                                 sdp_rate=sdp, sdp_seed=sd, scale_merger=scale_merger, random_views=random_views,
                                 merger_params=parse_params(param))
             mcfg.check()
+        specs.append(RunSpec(tasks=task, method=mcfg, base_only=base_only, adapters=names or None,
+                             weights=parse_weights(weights, len(names)) if names else None, merger=merger,
+                             params=parse_params(param), pool=pool, limit=limit, label=label, base=base, bbh_dir=bbh_dir,
+                             batch_size=batch_size, device=device, allow_partial=allow_partial))
+    if ray is not None:
         with report.RichProgress(enabled=not as_json) as prog:
-            res = run_eval(task, base=base, adapters=names or None,
-                           weights=parse_weights(weights, len(names)) if names else None,
-                           merger=merger, params=parse_params(param), pool=pool, base_only=base_only, bbh_dir=bbh_dir,
-                           limit=limit, batch_size=batch_size, device=device, label=label, allow_partial=allow_partial,
-                           method=mcfg, progress=prog)
-        results.append(res)
-        if not as_json:
+            results = run_specs(specs, address=ray, num_cpus=ray_workers, progress=prog)
+    else:
+        results = []
+        for sp in specs:
+            with report.RichProgress(enabled=not as_json) as prog:
+                results.append(run_eval(sp.tasks, base=sp.base, adapters=sp.adapters, weights=sp.weights, merger=sp.merger,
+                                        params=sp.params, pool=sp.pool, base_only=sp.base_only, bbh_dir=sp.bbh_dir,
+                                        limit=sp.limit, batch_size=sp.batch_size, device=sp.device, label=sp.label,
+                                        allow_partial=sp.allow_partial, method=sp.method, progress=prog))
+    if not as_json:
+        for res in results:
             report.eval_result(res)
             derived = res.config.get("derived_runs")
             if derived:

@@ -1,4 +1,7 @@
-"""``scalectl report --html``: one static, self-contained HTML page of the audit (tables and embedded PNG plots)."""
+"""``scalectl report --html``: one static, self-contained HTML page of the audit (tables and embedded PNG plots).
+
+``scalectl report --markdown docs/results.md``: the results page (:mod:`scalectl.results`): runs every missing
+(row, task) of the paper's tables on the pool, then writes the tables from the query records."""
 
 from __future__ import annotations
 
@@ -11,18 +14,36 @@ REPORT_CSV = ["run", "method", "label", "task", "accuracy", "n_queries"]
 
 
 def report_cmd(
-    html_out: Annotated[Path, typer.Option("--html", help="Write the page here (atomically): inline CSS, PNGs embedded as data URIs.", dir_okay=False)],
+    html_out: Annotated[Optional[Path], typer.Option("--html", help="Write the page here (atomically): inline CSS, PNGs embedded as data URIs.", dir_okay=False)] = None,
+    markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the results page here (e.g. docs/results.md): the paper's tables on --pool, running missing runs first.", dir_okay=False)] = None,
+    tasks: Annotated[str, typer.Option("--tasks", "-t", help="--markdown: BBH tasks (a suite, bbh/TASK, or a comma list).")] = "bbh",
+    limit: Annotated[Optional[int], typer.Option("--limit", help="--markdown: the first N queries of each task.")] = None,
+    rows: Annotated[Optional[str], typer.Option("--rows", help="--markdown: run only these rows (comma list); the page needs them all.")] = None,
+    no_run: Annotated[bool, typer.Option("--no-run", help="--markdown: only render from finished runs; run nothing.")] = False,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="--markdown: fan the missing runs out over Ray: an ADDRESS, or 'local' for a local Ray instance.")] = None,
+    ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", help="CPUs (workers) of a local Ray instance (default: all cores).")] = None,
+    bbh_dir: Annotated[Optional[str], typer.Option("--bbh-dir", envvar="SCALECTL_BBH_DIR", help="Directory of BBH <task>.json files.")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model (default: the pool's).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, ... (default: cuda when present).")] = None,
     runs: Annotated[Optional[str], typer.Option("--runs", help="Comma-separated run ids / method names. Default: every done run.")] = None,
     baseline: Annotated[Optional[str], typer.Option("--baseline", "-b", help="Also audit every run against this run (paired statistics); run id or METHOD.")] = None,
-    pool: Annotated[Optional[str], typer.Option("--pool", "-p", help="Also show this pool's pairwise compatibility heatmap.")] = None,
+    pool: Annotated[Optional[str], typer.Option("--pool", "-p", help="--html: also show this pool's compatibility heatmap. --markdown: the pool (default smollm2-skills).")] = None,
     samples: Annotated[int, typer.Option("--samples", help="Sign-flip samples and bootstrap replicates of the paired audit.")] = 10_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the permutation test and the bootstrap.")] = 0,
     top: Annotated[int, typer.Option("--top", help="Most similar adapter pairs listed with --pool.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was written (path, sections, numbers) as JSON.")] = False,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Also write the per-run per-task accuracy as CSV (atomically).", dir_okay=False)] = None,
 ) -> None:
-    """Write a static HTML audit report: per-run per-task accuracy, the paired audit vs --baseline, SCALE views and calibration, the --pool compatibility heatmap."""
+    """Write a static HTML audit report (--html), or the results page with the paper's tables (--markdown)."""
     from .. import report
+    from ..errors import ScalectlError
+
+    if (html_out is None) == (markdown_out is None):
+        raise ScalectlError("give one of --html PAGE or --markdown PAGE")
+    if markdown_out is not None:
+        _markdown(markdown_out, tasks, limit, pool or "smollm2-skills", rows, no_run, ray, ray_workers, bbh_dir, base, device,
+                  as_json)
+        return
     from ..html_report import write_report
     from ..registry import Registry
     from .audit import write_csv
@@ -45,3 +66,47 @@ def report_cmd(
     report.info(f"wrote {res['out']}")
     if csv_path is not None:
         report.info(f"wrote {csv_path}")
+
+
+def _markdown(out: Path, tasks: str, limit: Optional[int], pool: str, rows: Optional[str], no_run: bool, ray: Optional[str],
+              ray_workers: Optional[int], bbh_dir: Optional[str], base: Optional[str], device: Optional[str],
+              as_json: bool) -> None:
+    import shlex
+    import sys
+
+    from .. import report, results
+    from ..errors import EvalError
+    from ..registry import Registry
+    from ..tasks import bbh
+
+    if limit is not None and limit < 1:
+        raise EvalError(f"--limit must be at least 1, got {limit}")
+    names = [t.name for t in bbh.load_tasks(tasks, bbh_dir)]  # bad task names fail before anything runs
+    keys = [k.strip() for k in rows.split(",") if k.strip()] if rows else None
+    for k in keys or []:
+        results.row(k)
+    reg = Registry()
+    command = "scalectl report --markdown " + shlex.quote(str(out)) + f" --tasks {shlex.quote(tasks)}" + \
+        (f" --limit {limit}" if limit else "") + f" --pool {shlex.quote(pool)}"
+    if not no_run:
+        results.prepare_pool(reg, pool, log=report.info if not as_json else None)
+        todo = results.missing_jobs(reg, names, limit, pool, keys)
+        if not as_json:
+            report.info(f"{len(todo)} (row, task) runs to do over {len(names)} task(s)" + (f", fanned out over Ray ({ray})" if ray else ""))
+        with report.RichProgress(enabled=not as_json and sys.stderr.isatty()) as prog:
+            results.run_missing(reg, names, limit, pool, base=base, bbh_dir=bbh_dir, device=device, keys=keys,
+                                ray=ray, ray_workers=ray_workers, progress=prog,
+                                on_done=None if as_json else lambda r, t, res: report.info(
+                                    f"{r.key} on {t}: EM {100 * res.macro_accuracy:.1f} ({res.run_id})"))
+    res = results.write_markdown(reg, out, names, limit, pool, command)
+    if as_json:
+        report.emit_json(results.summary_json(res))
+        return
+    report.table([{"row": results.row(k).title, "em": f"{100 * v['macro']:.1f}", "d_ilc": f"{100 * v['vs_ilc']['delta']:+.1f}",
+                   "p": f"{v['vs_ilc']['p']:.2g}", "d_zero": f"{100 * v['vs_zero']['delta']:+.1f}"}
+                  for k, v in res["rows"].items()],
+                 [("row", "row"), ("em", "EM"), ("d_ilc", "vs iLC"), ("p", "p vs iLC"), ("d_zero", "vs zero-shot")],
+                 title=f"results over {len(res['tasks'])} task(s), {res['n_queries']} queries")
+    if res["partial_tasks"]:
+        report.info(f"not on the page yet (some rows missing): {', '.join(res['partial_tasks'])}")
+    report.info(f"wrote {res['path']}")

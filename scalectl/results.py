@@ -1,0 +1,448 @@
+"""The results page: the paper's tables, run on the embedded default and written to ``docs/results.md``.
+
+``scalectl report --markdown docs/results.md`` does everything: for every (row, task) it looks up a
+finished run in the registry (label ``results:ROW``, that one task, the same query cap and pool); it runs
+the missing ones (serially in task-major order, so whatever finishes is a complete subset of tasks, or
+fanned out with ``--ray``); then it renders the tables from the query records alone:
+
+- Table 1, matched reuse: zero-shot, LoRAHub, iLoRAComp (ilc), LMix-FR, LMix-SR, LASRC.
+- Table 2, merge-operator controls: ilc, TIES, DARE+TIES, DARE-add, LASRC (ilc's retrieval and weights).
+- Table 3, sparsity and SCALE: SDP+LASRC at drop rates .5 and .7, SCALE uniform / support / oracle.
+- Table 4, the paired audit of every row against ilc and against zero-shot: flips, W/L/T, sign-flip p,
+  task-stratified bootstrap 95% CI; and LoGo beside them.
+- Path cost in seconds: weight search (original search time, also when read from the search cache),
+  composition and decoding per run, and decoded paths per query.
+- Per-task accuracy, and findings stated from the numbers (including where nothing beats the baseline).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import EvalError
+
+LABEL_PREFIX = "results:"
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str  # the run label is LABEL_PREFIX + key (derived rows: the source's label)
+    title: str
+    method: str  # the MethodConfig method, or the derived run's method for derived rows
+    operator: str
+    kw: dict[str, Any] = field(default_factory=dict)
+    derived_from: str | None = None  # scale-uniform / scale-oracle come from the scale run's view records
+    uses_labels: bool = False
+
+
+ROWS: list[Row] = [
+    Row("zero-shot", "Zero-shot", "zero-shot", "-"),
+    Row("lorahub", "LoRAHub", "lorahub", "factor rule, global"),
+    Row("ilc", "iLoRAComp", "ilc", "linear"),
+    Row("lmix-fr", "LMix-FR", "lmix-fr", "hard route"),
+    Row("lmix-sr", "LMix-SR", "lmix-sr", "soft route"),
+    Row("lasrc", "LASRC", "lasrc", "residual"),
+    Row("ties", "TIES", "ties", "trim"),
+    Row("dare-ties", "DARE+TIES", "dare-ties", "drop+trim"),
+    Row("dare-linear", "DARE-add", "dare-linear", "drop+add"),
+    Row("sdp+lasrc@0.5", "SDP+LASRC p=.5", "sdp+lasrc", "sdp .5 + residual", {"sdp_rate": 0.5, "sdp_seed": 42}),
+    Row("sdp+lasrc@0.7", "SDP+LASRC p=.7", "sdp+lasrc", "sdp .7 + residual", {"sdp_rate": 0.7, "sdp_seed": 42}),
+    Row("scale", "SCALE-s (support)", "scale", "3 views, sdp .5 + residual",
+        {"sdp_rate": 0.5, "sdp_seed": 42, "views": ["retrieval", "balanced", "qa"]}),
+    Row("scale-uniform", "SCALE-u (uniform)", "scale-uniform", "3 views, agreement", derived_from="scale"),
+    Row("scale-oracle", "Oracle view (uses labels)", "scale-oracle", "3 views, test labels", derived_from="scale",
+        uses_labels=True),
+    Row("logo", "LoGo", "logo", "per-query mixture"),
+]
+ROW_KEYS = [r.key for r in ROWS]
+
+
+def row(key: str) -> Row:
+    for r in ROWS:
+        if r.key == key:
+            return r
+    raise EvalError(f"unknown results row {key!r}; rows: {', '.join(ROW_KEYS)}")
+
+
+def method_config(r: Row):
+    from .methods import MethodConfig
+
+    if r.derived_from:
+        raise EvalError(f"row {r.key} is derived from {r.derived_from}; it is not run by itself")
+    cfg = MethodConfig(method=r.method, **{k: (list(v) if isinstance(v, list) else v) for k, v in r.kw.items()})
+    cfg.check()
+    return cfg
+
+
+# ---------------------------------------------------------------- finding and running the runs
+
+def find_run(reg, r: Row, task: str, limit: int | None, pool: str, runs: list[dict[str, Any]] | None = None
+             ) -> dict[str, Any] | None:
+    """The latest done run of row ``r`` on exactly ``task`` with this query cap and pool, or None."""
+    label = LABEL_PREFIX + (r.derived_from or r.key)
+    best = None
+    for run in runs if runs is not None else reg.runs(kind="eval", status="done"):
+        cfg = run.get("config") or {}
+        if run.get("status") != "done" or run.get("label") != label or run["method"] != r.method:
+            continue
+        if cfg.get("tasks") != [task] or cfg.get("limit") != limit:
+            continue
+        mc = cfg.get("method_config") or {}
+        if r.method != "zero-shot" and mc.get("pool") != pool:
+            continue
+        best = run  # runs come in insertion order: keep the latest
+    return best
+
+
+def zero_shot_pool_check(reg, pool: str) -> dict[str, Any]:
+    prow = next((p for p in reg.pools() if p["name"] == pool), None)
+    if prow is None:
+        raise EvalError(f"no pool {pool!r}; `scalectl pool pools` lists them")
+    return prow
+
+
+def prepare_pool(reg, pool: str, views: tuple[str, ...] = ("retrieval", "balanced", "qa"), log=None) -> None:
+    """Register the shipped demo pool when it is the one asked for and absent; index the views the rows use
+    (only adapters whose text changed are embedded again)."""
+    from .demo import DEMO_POOL, shipped_manifests
+    from .index import build_index
+
+    if pool == DEMO_POOL and not reg.list(pool=pool):
+        for m in shipped_manifests():
+            reg.add_sources(manifest=m, replace=True)
+        if log:
+            log(f"registered the shipped pool {pool}")
+    zero_shot_pool_check(reg, pool)
+    for v in views:
+        build_index(reg, pool, v)
+
+
+def missing_jobs(reg, tasks: list[str], limit: int | None, pool: str, keys: list[str] | None = None) -> list[tuple[Row, str]]:
+    """(row, task) pairs with no finished run, in task-major order (derived rows come with their source)."""
+    runs = reg.runs(kind="eval", status="done")
+    want = [row(k) for k in (keys or ROW_KEYS)]
+    out = []
+    for t in tasks:
+        for r in want:
+            if r.derived_from:
+                src = row(r.derived_from)
+                if find_run(reg, r, t, limit, pool, runs) is None and (src, t) not in out:
+                    out.append((src, t))
+                continue
+            if find_run(reg, r, t, limit, pool, runs) is None and (r, t) not in out:
+                out.append((r, t))
+    return out
+
+
+def run_missing(reg, tasks: list[str], limit: int | None, pool: str, *, base: str | None = None,
+                bbh_dir: str | None = None, batch_size: int = 10, device: str | None = None,
+                keys: list[str] | None = None, ray: str | None = None, ray_workers: int | None = None, progress=None,
+                on_done=None) -> list[str]:
+    """Run every missing (row, task); returns the new run ids. ``ray``: fan out (see :mod:`scalectl.fanout`)."""
+    from .backbone import load_backbone, same_base
+    from .evaluate import run_eval
+
+    prow = zero_shot_pool_check(reg, pool)
+    jobs = missing_jobs(reg, tasks, limit, pool, keys)
+    if not jobs:
+        return []
+    if ray is not None:
+        from .fanout import RunSpec, run_specs
+
+        specs = [RunSpec(tasks=[t], method=method_config(r), pool=pool, limit=limit, label=LABEL_PREFIX + r.key,
+                         base=base, bbh_dir=bbh_dir, batch_size=batch_size, device=device)
+                 for r, t in jobs]
+        done = run_specs(specs, address=ray, num_cpus=ray_workers, reg=reg, progress=progress)
+        if on_done:
+            for (r, t), res in zip(jobs, done):
+                on_done(r, t, res)
+        return [res.run_id for res in done]
+    bb = load_backbone(base, device=device)  # None: the embedded default
+    if not same_base(prow["base_model"], bb.base.canonical):
+        raise EvalError(f"the backbone is {bb.base.spec!r} but pool {pool!r} is on {prow['base_model']!r}; "
+                        f"pass --base {prow['base_model']}")
+    ids = []
+    for r, t in jobs:
+        res = run_eval([t], reg=reg, bb=bb, pool=pool, method=method_config(r), bbh_dir=bbh_dir, limit=limit,
+                       batch_size=batch_size, label=LABEL_PREFIX + r.key, progress=progress)
+        ids.append(res.run_id)
+        if on_done:
+            on_done(r, t, res)
+    return ids
+
+
+# ---------------------------------------------------------------- collecting and computing
+
+def _search_seconds(run: dict[str, Any]) -> float:
+    """Seconds of the distinct weight searches behind a run, as first measured (cached ones included)."""
+    seen: dict[tuple, float] = {}
+    for p in ((run.get("summary") or {}).get("plans") or {}).values():
+        for vp in (p.get("views") or {"_": p}).values():
+            for g in vp.get("groups") or []:
+                s = g.get("search")
+                if s:
+                    seen[(tuple(s.get("names") or g.get("candidates") or []), tuple(s.get("weights") or []))] = \
+                        float(s.get("seconds") or 0.0)
+    return sum(seen.values())
+
+
+def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, Any]:
+    """Every row's records and costs over the tasks that every row completed."""
+    runs = reg.runs(kind="eval", status="done")
+    found: dict[str, dict[str, dict[str, Any]]] = {r.key: {} for r in ROWS}
+    for t in tasks:
+        for r in ROWS:
+            run = find_run(reg, r, t, limit, pool, runs)
+            if run is not None:
+                found[r.key][t] = run
+    complete = [t for t in tasks if all(t in found[r.key] for r in ROWS)]
+    partial = [t for t in tasks if t not in complete and any(t in found[r.key] for r in ROWS)]
+    data: dict[str, Any] = {"tasks": complete, "partial_tasks": partial, "rows": {}}
+    for r in ROWS:
+        recs: dict[tuple[str, str], dict[str, Any]] = {}
+        cost = {"search": 0.0, "compose": 0.0, "decode": 0.0, "retrieval": 0.0, "paths": 1.0, "rss_mb": 0.0,
+                "search_cached": 0}
+        run_ids = []
+        for t in complete:
+            run = found[r.key][t]
+            run_ids.append(run["id"])
+            for rec in reg.records(run["id"]):
+                recs[(rec["task"], rec["query_id"])] = rec
+            src = found[r.derived_from][t] if r.derived_from else run
+            pc = (src.get("summary") or {}).get("path_cost") or {}
+            cost["search"] += _search_seconds(src)
+            cost["compose"] += float(pc.get("compose_seconds") or 0.0)
+            cost["decode"] += float(pc.get("decode_seconds") or 0.0)
+            cost["retrieval"] += float(pc.get("retrieval_seconds") or 0.0)
+            cost["paths"] = float(pc.get("paths_per_query") or 1.0)
+            cost["rss_mb"] = max(cost["rss_mb"], float(pc.get("peak_rss_mb") or 0.0))
+        data["rows"][r.key] = {"records": recs, "cost": cost, "runs": run_ids}
+    if complete:
+        any_run = found["zero-shot"][complete[0]]
+        data["config"] = any_run["config"]
+        data["base_model"] = any_run.get("base_model")
+    return data
+
+
+def _stats(cm: np.ndarray, cb: np.ndarray, t: np.ndarray) -> dict[str, Any]:
+    from . import audit
+
+    _, am, _ = audit.task_accuracy(cm, t)
+    _, ab, _ = audit.task_accuracy(cb, t)
+    lo, hi = audit.bootstrap_ci(cm, cb, t)
+    return {"delta": float(am.mean() - ab.mean()), **audit.flips(cm, cb), **audit.win_loss_tie(am, ab),
+            "p": audit.permutation_test(cm - cb), "ci_low": lo, "ci_high": hi}
+
+
+def compute(data: dict[str, Any]) -> dict[str, Any]:
+    from . import audit
+
+    tasks = data["tasks"]
+    keys = sorted(data["rows"]["zero-shot"]["records"])
+    t = np.array([k[0] for k in keys])
+    out: dict[str, Any] = {"n_queries": len(keys), "n_tasks": len(tasks), "rows": {}}
+    correct = {}
+    for r in ROWS:
+        recs = data["rows"][r.key]["records"]
+        missing = [k for k in keys if k not in recs]
+        if missing:
+            raise EvalError(f"row {r.key} lacks query {missing[0][0]} {missing[0][1]}: its runs cover other queries")
+        correct[r.key] = np.array([recs[k]["correct"] for k in keys], dtype=float)
+    for r in ROWS:
+        names, acc, n = audit.task_accuracy(correct[r.key], t)
+        row_out = {"macro": float(acc.mean()), "per_task": {str(a): float(b) for a, b in zip(names, acc)},
+                   "vs_ilc": _stats(correct[r.key], correct["ilc"], t),
+                   "vs_zero": _stats(correct[r.key], correct["zero-shot"], t),
+                   "vs_lasrc": _stats(correct[r.key], correct["lasrc"], t),
+                   "cost": data["rows"][r.key]["cost"], "runs": data["rows"][r.key]["runs"]}
+        out["rows"][r.key] = row_out
+    # identical outputs between the matched merges (the demo found lasrc == linear on every query)
+    ilc = data["rows"]["ilc"]["records"]
+    out["same_outputs_as_ilc"] = {r.key: sum(data["rows"][r.key]["records"][k]["raw_output"] == ilc[k]["raw_output"]
+                                             for k in keys) for r in ROWS}
+    out["any_view_correct"] = None
+    sc = data["rows"]["scale"]["records"]
+    if sc and all("views" in (sc[k].get("extra") or {}) for k in keys):
+        out["any_view_correct"] = float(np.mean([any(v["correct"] for v in sc[k]["extra"]["views"].values()) for k in keys]))
+    return out
+
+
+# ---------------------------------------------------------------- markdown
+
+def _pt(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _d(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _ci(s: dict[str, Any]) -> str:
+    return f"[{100 * s['ci_low']:+.1f}, {100 * s['ci_high']:+.1f}]"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def findings(res: dict[str, Any]) -> list[str]:
+    """Plain statements from the numbers: what beat what, with p and CI; where nothing beat the baseline."""
+    rows = res["rows"]
+    zero = rows["zero-shot"]["macro"]
+    out = []
+    deploy = [r for r in ROWS if not r.uses_labels and r.key != "zero-shot"]
+    best = max(deploy, key=lambda r: rows[r.key]["macro"])
+    out.append(f"The best row that does not use labels is {best.title} at {_pt(rows[best.key]['macro'])} "
+               f"(zero-shot {_pt(zero)}, {_d(rows[best.key]['vs_zero']['delta'])} points, "
+               f"p {_p(rows[best.key]['vs_zero']['p'])}, CI {_ci(rows[best.key]['vs_zero'])}).")
+    sig_zero = [r.title for r in deploy if rows[r.key]["vs_zero"]["p"] < 0.05 and rows[r.key]["vs_zero"]["delta"] > 0
+                and rows[r.key]["vs_zero"]["ci_low"] > 0]
+    below_zero = [r.title for r in deploy if rows[r.key]["vs_zero"]["delta"] <= 0]
+    out.append("Against zero-shot, " + (f"{', '.join(sig_zero)} improve with p < 0.05 and a task-bootstrap CI above 0."
+                                        if sig_zero else "no row improves with both p < 0.05 and a task-bootstrap CI above 0.")
+               + (f" {', '.join(below_zero)} do not beat zero-shot at all." if below_zero else ""))
+    lasrc = rows["lasrc"]["vs_ilc"]
+    out.append(f"LASRC against iLoRAComp (the matched merge test): {_d(lasrc['delta'])} points, flips "
+               f"{lasrc['i2c']}/{lasrc['c2i']}/{lasrc['unchanged']}, p {_p(lasrc['p'])}, CI {_ci(lasrc)}; "
+               f"{res['same_outputs_as_ilc']['lasrc']} of {res['n_queries']} outputs are identical to ilc's.")
+    beat_ilc = [r.title for r in deploy if r.key != "ilc" and rows[r.key]["vs_ilc"]["p"] < 0.05
+                and rows[r.key]["vs_ilc"]["delta"] > 0]
+    out.append("Against iLoRAComp, " + (f"{', '.join(beat_ilc)} improve with p < 0.05." if beat_ilc
+                                        else "no row improves with p < 0.05."))
+    s, u, o = rows["scale"]["macro"], rows["scale-uniform"]["macro"], rows["scale-oracle"]["macro"]
+    line = (f"SCALE: support-weighted {_pt(s)}, uniform {_pt(u)}, oracle view choice {_pt(o)} (uses labels; "
+            f"headroom {_d(o - s)} points over support weighting)")
+    if res.get("any_view_correct") is not None:
+        line += f"; some view is right on {_pt(res['any_view_correct'])}% of queries"
+    out.append(line + f", at {rows['scale']['cost']['paths']:.0f}x the decoded paths.")
+    sdp5, sdp7 = rows["sdp+lasrc@0.5"]["macro"], rows["sdp+lasrc@0.7"]["macro"]
+    out.append(f"SDP+LASRC: {_pt(sdp5)} at p=.5 and {_pt(sdp7)} at p=.7 (LASRC {_pt(rows['lasrc']['macro'])}).")
+    tasks_none = [t for t in rows["zero-shot"]["per_task"]
+                  if all(rows[r.key]["per_task"][t] <= rows["zero-shot"]["per_task"][t] for r in deploy)]
+    if tasks_none:
+        names = ", ".join(x.split("/")[-1] for x in tasks_none)
+        out.append(f"On {len(tasks_none)} task(s) no row beats zero-shot: {names}.")
+    return out
+
+
+def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, limit: int | None,
+           requested: list[str]) -> str:
+    rows = res["rows"]
+    cfg = data.get("config") or {}
+    L = ["# Results on record", "",
+         f"Generated {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `{command}` from the "
+         "query records in the registry; every number below is computed from those records.", ""]
+    L += ["## Setup", "",
+          f"- Backbone: `{data.get('base_model')}` (the embedded default), device `{cfg.get('device')}`, "
+          f"{cfg.get('dtype')}; greedy decoding, batch {cfg.get('batch_size')}, chat template.",
+          f"- Adapter pool: `{pool}` (scalectl's demo pool: 28 rank-8 LoRAs trained on synthetic skills, none on BBH).",
+          f"- Tasks: {res['n_tasks']} BBH tasks (" + ", ".join(t.split('/')[-1] for t in data["tasks"]) + f"); "
+          f"requested {len(requested)}." + (f" Not complete yet: {', '.join(t.split('/')[-1] for t in data['partial_tasks'])}."
+                                            if data["partial_tasks"] else ""),
+          "- Queries: " + (f"the first {limit} queries of each task" if limit else "every query") +
+          f" after the support set, {res['n_queries']} in all. Support: 5 examples per task "
+          "(`examples[10:15]`), the only labels any method sees (except the oracle row).",
+          "- Protocol: method.md's defaults: 20 global + 20 local candidates (MiniLM index, balanced view), "
+          "40-step NGOpt weight search on the support loss, normalized exact match. LoRAHub draws 20 adapters "
+          "at random (seed 0). SCALE uses views retrieval, balanced, qa with SDP .5 (seed 42) + LASRC.",
+          "- Statistics: flips are incorrect-to-correct / correct-to-incorrect / unchanged; p is the two-sided "
+          "paired sign-flip permutation test (10,000 samples); CI is the task-stratified bootstrap 95% interval of "
+          "the macro difference (10,000 resamples), in points.", ""]
+    head = ["Method", "Operator", "Paths", "Avg EM", "vs iLC", "flips vs iLC", "p", "95% CI", "vs zero-shot",
+            "flips vs zero-shot", "p", "95% CI"]
+
+    def line(key: str) -> list[str]:
+        r, x = row(key), rows[key]
+        vi, vz = x["vs_ilc"], x["vs_zero"]
+        return [r.title, r.operator, f"{x['cost']['paths']:.0f}", _pt(x["macro"]),
+                _d(vi["delta"]), f"{vi['i2c']}/{vi['c2i']}/{vi['unchanged']}", _p(vi["p"]), _ci(vi),
+                _d(vz["delta"]), f"{vz['i2c']}/{vz['c2i']}/{vz['unchanged']}", _p(vz["p"]), _ci(vz)]
+
+    L += ["## What happened", ""] + [f"- {s}" for s in findings(res)] + [""]
+    L += ["## Table 1: matched reuse", "",
+          "Retrieval, support set, weight search, decoding and scoring fixed; only the composition changes.", ""]
+    L += _table(head, [line(k) for k in ("zero-shot", "lorahub", "ilc", "lmix-fr", "lmix-sr", "lasrc")]) + [""]
+    L += ["## Table 2: merge-operator controls", "",
+          "ilc's retrieval, clusters and searched weights; each cluster merged with the operator's defaults "
+          "(TIES density .2; DARE drop .5, seed 42).", ""]
+    t2 = []
+    for k in ("ilc", "ties", "dare-ties", "dare-linear", "lasrc"):
+        r, x = row(k), rows[k]
+        t2.append([r.title, r.operator, _pt(x["macro"]), _d(x["vs_ilc"]["delta"]), _d(x["vs_lasrc"]["delta"]),
+                   f"{x['vs_ilc']['i2c']}/{x['vs_ilc']['c2i']}/{x['vs_ilc']['unchanged']}", _p(x["vs_ilc"]["p"]),
+                   f"{res['same_outputs_as_ilc'][k]}/{res['n_queries']}"])
+    L += _table(["Method", "Operator", "Avg EM", "vs iLC", "vs LASRC", "flips vs iLC", "p", "outputs = iLC"], t2) + [""]
+    L += ["## Table 3: sparsity and SCALE", "", "Cost is decoded prediction paths per query relative to one view.", ""]
+    t3 = []
+    for k, views, rate, sel in (("ilc", 1, "-", "-"), ("lasrc", 1, "-", "-"), ("sdp+lasrc@0.5", 1, ".5", "-"),
+                                ("sdp+lasrc@0.7", 1, ".7", "-"), ("scale-uniform", 3, ".5", "uniform"),
+                                ("scale", 3, ".5", "support"), ("scale-oracle", 3, ".5", "test labels")):
+        x = rows[k]
+        t3.append([row(k).title, str(views), rate, sel, f"{x['cost']['paths']:.1f}x", _pt(x["macro"]),
+                   _d(x["vs_lasrc"]["delta"]), f"{x['vs_ilc']['i2c']}/{x['vs_ilc']['c2i']}/{x['vs_ilc']['unchanged']}",
+                   _p(x["vs_ilc"]["p"]), _ci(x["vs_ilc"])])
+    L += _table(["Method", "Views", "SDP", "Selection", "Cost", "Avg EM", "vs LASRC", "flips vs iLC", "p vs iLC",
+                 "95% CI vs iLC"], t3) + [""]
+    L += ["## Table 4: every row, paired against iLoRAComp and zero-shot", ""]
+    L += _table(head, [line(r.key) for r in ROWS]) + [""]
+    L += ["## Path cost in seconds", "",
+          "Summed over the tasks. Search is the weight-search time as first measured, counted for every row that "
+          "needs it (ilc and its matched variants share searches through the search cache; a method run alone "
+          "would pay it). Compose and decode are each run's own. SCALE's derived rows (uniform, oracle) reuse "
+          "the SCALE run's decoding and report its cost.", ""]
+    tc = []
+    nq = max(res["n_queries"], 1)
+    for r in ROWS:
+        c = rows[r.key]["cost"]
+        total = c["search"] + c["compose"] + c["decode"] + c["retrieval"]
+        tc.append([r.title, f"{c['paths']:.0f}", f"{c['retrieval']:.1f}", f"{c['search']:.1f}", f"{c['compose']:.1f}",
+                   f"{c['decode']:.1f}", f"{total:.1f}", f"{total / nq:.2f}", f"{c['rss_mb']:.0f}"])
+    L += _table(["Method", "Paths", "Retrieval s", "Search s", "Compose s", "Decode s", "Total s", "s / query",
+                 "Peak RSS MB"], tc) + [""]
+    L += ["## Per-task accuracy (EM, %)", ""]
+    tasks = list(rows["zero-shot"]["per_task"])
+    L += _table(["Task"] + [row(k).title for k in ROW_KEYS],
+                [[t.split("/")[-1]] + [_pt(rows[k]["per_task"][t]) for k in ROW_KEYS] for t in tasks]) + [""]
+    L += ["## Runs", "", "Each (row, task) is one registry run labelled `results:ROW`; "
+          "`scalectl audit paired --baseline RUN` and `scalectl runs show RUN` open any of them.", ""]
+    L += [f"- {row(k).title}: " + ", ".join(f"`{i}`" for i in rows[k]["runs"]) for k in ROW_KEYS] + [""]
+    L += ["## Reproduce", "", "```", command, "```", "",
+          "Finished (row, task) runs are reused; missing ones are run first (add `--ray` to fan them out). "
+          "Weight searches are cached under `$SCALECTL_HOME/cache/search` by their full content "
+          "(`SCALECTL_SEARCH_CACHE=0` turns this off).", ""]
+    return "\n".join(L)
+
+
+def write_markdown(reg, out: str | Path, tasks: list[str], limit: int | None, pool: str, command: str) -> dict[str, Any]:
+    from .fsutil import atomic_file
+
+    data = collect(reg, tasks, limit, pool)
+    if not data["tasks"]:
+        raise EvalError("no task has a finished run for every row yet; run without --no-run to run them")
+    res = compute(data)
+    text = render(res, data, command, pool, limit, tasks)
+    with atomic_file(out, encoding="utf-8") as f:
+        f.write(text)
+    res["tasks"] = data["tasks"]
+    res["partial_tasks"] = data["partial_tasks"]
+    res["path"] = str(out)
+    return res
+
+
+def summary_json(res: dict[str, Any]) -> dict[str, Any]:
+    return {"path": res["path"], "tasks": res["tasks"], "partial_tasks": res["partial_tasks"], "n_queries": res["n_queries"],
+            "rows": {k: {"macro_accuracy": v["macro"], "vs_ilc": v["vs_ilc"], "vs_zero_shot": v["vs_zero"],
+                         "cost": v["cost"], "runs": v["runs"]} for k, v in res["rows"].items()},
+            "findings": findings(res)}
+
