@@ -179,16 +179,23 @@ def run_missing(reg, tasks: list[str], limit: int | None, pool: str, *, base: st
 # ---------------------------------------------------------------- collecting and computing
 
 def _search_seconds(run: dict[str, Any]) -> float:
-    """Seconds of the distinct weight searches behind a run, as first measured (cached ones included)."""
+    """Seconds of the distinct weight searches behind a run, as first measured (cached ones included); for a
+    method without searches (LoGo's signal pass) the plan's own search-stage seconds."""
     seen: dict[tuple, float] = {}
+    wall = 0.0
     for p in ((run.get("summary") or {}).get("plans") or {}).values():
         for vp in (p.get("views") or {"_": p}).values():
+            wall += float((vp.get("seconds") or {}).get("search") or 0.0)
             for g in vp.get("groups") or []:
                 s = g.get("search")
                 if s:
                     seen[(tuple(s.get("names") or g.get("candidates") or []), tuple(s.get("weights") or []))] = \
                         float(s.get("seconds") or 0.0)
-    return sum(seen.values())
+    return max(sum(seen.values()), wall)
+
+
+# LMix-FR picks one of ilc's clusters by support loss and LMix-SR mixes them all: both need every cluster search
+SEARCHES_OF = {"lmix-fr": "ilc", "lmix-sr": "ilc"}
 
 
 def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, Any]:
@@ -205,8 +212,7 @@ def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, An
     data: dict[str, Any] = {"tasks": complete, "partial_tasks": partial, "rows": {}}
     for r in ROWS:
         recs: dict[tuple[str, str], dict[str, Any]] = {}
-        cost = {"search": 0.0, "compose": 0.0, "decode": 0.0, "retrieval": 0.0, "paths": 1.0, "rss_mb": 0.0,
-                "search_cached": 0}
+        cost = {"search": 0.0, "compose": 0.0, "decode": 0.0, "retrieval": 0.0, "paths": 1.0, "rss_mb": 0.0}
         run_ids = []
         for t in complete:
             run = found[r.key][t]
@@ -215,7 +221,7 @@ def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, An
                 recs[(rec["task"], rec["query_id"])] = rec
             src = found[r.derived_from][t] if r.derived_from else run
             pc = (src.get("summary") or {}).get("path_cost") or {}
-            cost["search"] += _search_seconds(src)
+            cost["search"] += _search_seconds(found[SEARCHES_OF[r.key]][t] if r.key in SEARCHES_OF else src)
             cost["compose"] += float(pc.get("compose_seconds") or 0.0)
             cost["decode"] += float(pc.get("decode_seconds") or 0.0)
             cost["retrieval"] += float(pc.get("retrieval_seconds") or 0.0)
@@ -226,6 +232,11 @@ def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, An
         any_run = found["zero-shot"][complete[0]]
         data["config"] = any_run["config"]
         data["base_model"] = any_run.get("base_model")
+        plan = ((found["ilc"][complete[0]].get("summary") or {}).get("plans") or {}).get(complete[0]) or {}
+        data["embedder"] = (plan.get("retrieval") or {}).get("embedder")
+    rows = reg.list(pool=pool)
+    ranks = sorted({int(r["rank"]) for r in rows if r.get("rank")})
+    data["pool_desc"] = f"{len(rows)} adapters" + (f", rank {'/'.join(map(str, ranks))}" if ranks else "")
     return data
 
 
@@ -303,9 +314,12 @@ def findings(res: dict[str, Any]) -> list[str]:
     out = []
     deploy = [r for r in ROWS if not r.uses_labels and r.key != "zero-shot"]
     best = max(deploy, key=lambda r: rows[r.key]["macro"])
-    out.append(f"The best row that does not use labels is {best.title} at {_pt(rows[best.key]['macro'])} "
-               f"(zero-shot {_pt(zero)}, {_d(rows[best.key]['vs_zero']['delta'])} points, "
-               f"p {_p(rows[best.key]['vs_zero']['p'])}, CI {_ci(rows[best.key]['vs_zero'])}).")
+    if rows[best.key]["macro"] > zero:
+        out.append(f"The best row that does not use labels is {best.title} at {_pt(rows[best.key]['macro'])} "
+                   f"(zero-shot {_pt(zero)}, {_d(rows[best.key]['vs_zero']['delta'])} points, "
+                   f"p {_p(rows[best.key]['vs_zero']['p'])}, CI {_ci(rows[best.key]['vs_zero'])}).")
+    else:
+        out.append(f"No row that does not use labels beats zero-shot ({_pt(zero)}) on the macro average.")
     sig_zero = [r.title for r in deploy if rows[r.key]["vs_zero"]["p"] < 0.05 and rows[r.key]["vs_zero"]["delta"] > 0
                 and rows[r.key]["vs_zero"]["ci_low"] > 0]
     below_zero = [r.title for r in deploy if rows[r.key]["vs_zero"]["delta"] <= 0]
@@ -338,22 +352,29 @@ def findings(res: dict[str, Any]) -> list[str]:
 
 def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, limit: int | None,
            requested: list[str]) -> str:
+    from .backbone import DEFAULT_BASE, resolve_base, same_base
+
     rows = res["rows"]
     cfg = data.get("config") or {}
+    embedded = bool(data.get("base_model")) and same_base(resolve_base(DEFAULT_BASE).canonical, data["base_model"])
     L = ["# Results on record", "",
          f"Generated {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `{command}` from the "
          "query records in the registry; every number below is computed from those records.", ""]
     L += ["## Setup", "",
-          f"- Backbone: `{data.get('base_model')}` (the embedded default), device `{cfg.get('device')}`, "
-          f"{cfg.get('dtype')}; greedy decoding, batch {cfg.get('batch_size')}, chat template.",
-          f"- Adapter pool: `{pool}` (scalectl's demo pool: 28 rank-8 LoRAs trained on synthetic skills, none on BBH).",
+          f"- Backbone: `{data.get('base_model')}`" + (" (the embedded default, `smollm2-135m`)" if embedded else "")
+          + f", device `{cfg.get('device')}`, {cfg.get('dtype')}; greedy decoding, batch {cfg.get('batch_size')}, "
+          f"{cfg.get('prompt')} prompts.",
+          f"- Adapter pool: `{pool}`, {data.get('pool_desc')}"
+          + (" (the shipped pool: LoRAs trained by `scalectl pool train` on synthetic skills, none on BBH)."
+             if pool == "smollm2-skills" else "."),
           f"- Tasks: {res['n_tasks']} BBH tasks (" + ", ".join(t.split('/')[-1] for t in data["tasks"]) + f"); "
           f"requested {len(requested)}." + (f" Not complete yet: {', '.join(t.split('/')[-1] for t in data['partial_tasks'])}."
                                             if data["partial_tasks"] else ""),
           "- Queries: " + (f"the first {limit} queries of each task" if limit else "every query") +
           f" after the support set, {res['n_queries']} in all. Support: 5 examples per task "
           "(`examples[10:15]`), the only labels any method sees (except the oracle row).",
-          "- Protocol: method.md's defaults: 20 global + 20 local candidates (MiniLM index, balanced view), "
+          "- Protocol: method.md's defaults: 20 global + 20 local candidates (balanced view; index embedder "
+          f"`{data.get('embedder')}`), "
           "40-step NGOpt weight search on the support loss, normalized exact match. LoRAHub draws 20 adapters "
           "at random (seed 0). SCALE uses views retrieval, balanced, qa with SDP .5 (seed 42) + LASRC.",
           "- Statistics: flips are incorrect-to-correct / correct-to-incorrect / unchanged; p is the two-sided "
@@ -399,7 +420,8 @@ def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, l
     L += ["## Path cost in seconds", "",
           "Summed over the tasks. Search is the weight-search time as first measured, counted for every row that "
           "needs it (ilc and its matched variants share searches through the search cache; a method run alone "
-          "would pay it). Compose and decode are each run's own. SCALE's derived rows (uniform, oracle) reuse "
+          "would pay it; LMix-FR and LMix-SR need all of ilc's cluster searches; LoGo's is its one signal pass). "
+          "Compose and decode are each run's own. SCALE's derived rows (uniform, oracle) reuse "
           "the SCALE run's decoding and report its cost.", ""]
     tc = []
     nq = max(res["n_queries"], 1)
