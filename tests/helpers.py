@@ -91,3 +91,11 @@ def write_bbh(directory: Path, tasks: dict[str, list[dict[str, str]]]) -> Path:
     for name, examples in tasks.items():
         (directory / f"{name}.json").write_text(json.dumps({"examples": examples}))
     return directory
+
+
+def write_two_task_bbh(directory: Path) -> Path:
+    """Two small BBH-format tasks (``mix_a``: 17 examples, ``mix_b``: 16), enough for a support set and queries."""
+    return write_bbh(directory, {
+        "mix_a": [{"input": f"sort these: c{i} a b" if i % 2 else f"add {i} and 2",
+                   "target": "a b c" if i % 2 else str(i + 2)} for i in range(17)],
+        "mix_b": [{"input": f"is {i} even?", "target": "yes" if i % 2 == 0 else "no"} for i in range(16)]})

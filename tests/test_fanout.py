@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import write_bbh
+from helpers import write_two_task_bbh
 from typer.testing import CliRunner
 
 from scalectl.cli import app, optional_values
@@ -28,10 +28,7 @@ def world(tmp_path, llama_adapters, monkeypatch):
     import scalectl.methods as methods
 
     methods._SEARCH_CACHE.clear()
-    ex = {"mix_a": [{"input": f"sort these: c{i} a b" if i % 2 else f"add {i} and 2",
-                     "target": "a b c" if i % 2 else str(i + 2)} for i in range(17)],
-          "mix_b": [{"input": f"is {i} even?", "target": "yes" if i % 2 == 0 else "no"} for i in range(16)]}
-    d = write_bbh(tmp_path / "bbh", ex)
+    d = write_two_task_bbh(tmp_path / "bbh")
     reg = Registry()
     reg.add_sources([str(p) for p in llama_adapters], pool="tiny")
     for v in ("balanced", "qa"):

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import make_adapter, write_bbh
+from helpers import make_adapter, write_two_task_bbh
 from typer.testing import CliRunner
 
 from scalectl import audit, results
@@ -27,10 +27,7 @@ def equal_rank_adapters(tmp_path_factory, llama_base):
 
 @pytest.fixture
 def world(tmp_path, equal_rank_adapters):
-    ex = {"mix_a": [{"input": f"sort these: c{i} a b" if i % 2 else f"add {i} and 2",
-                     "target": "a b c" if i % 2 else str(i + 2)} for i in range(17)],
-          "mix_b": [{"input": f"is {i} even?", "target": "yes" if i % 2 == 0 else "no"} for i in range(16)]}
-    d = write_bbh(tmp_path / "bbh", ex)
+    d = write_two_task_bbh(tmp_path / "bbh")
     reg = Registry()
     reg.add_sources([str(p) for p in equal_rank_adapters], pool="tiny")
     return reg, d
