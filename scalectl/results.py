@@ -340,8 +340,14 @@ def findings(res: dict[str, Any]) -> list[str]:
     if res.get("any_view_correct") is not None:
         line += f"; some view is right on {_pt(res['any_view_correct'])}% of queries"
     out.append(line + f", at {rows['scale']['cost']['paths']:.0f}x the decoded paths.")
+    if o < s:
+        out.append("The oracle picks one view per task; agreement chooses per query, so it can beat the best single view "
+                   "per task, as it does here.")
     sdp5, sdp7 = rows["sdp+lasrc@0.5"]["macro"], rows["sdp+lasrc@0.7"]["macro"]
     out.append(f"SDP+LASRC: {_pt(sdp5)} at p=.5 and {_pt(sdp7)} at p=.7 (LASRC {_pt(rows['lasrc']['macro'])}).")
+    if res["n_tasks"] < 10:
+        out.append(f"With {res['n_tasks']} tasks the task-stratified bootstrap resamples very few values: its intervals "
+                   "are coarse (and can exclude 0 while the query-level p does not); read them with the p-value.")
     tasks_none = [t for t in rows["zero-shot"]["per_task"]
                   if all(rows[r.key]["per_task"][t] <= rows["zero-shot"]["per_task"][t] for r in deploy)]
     if tasks_none:
