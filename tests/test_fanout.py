@@ -103,3 +103,17 @@ def test_eval_cli_ray_and_optional_address(world, llama_base):
     # bad input still fails with one line before anything is fanned out
     bad = runner.invoke(app, common[:-1] + ["--method", "nope", "--ray", "local"])
     assert bad.exit_code != 0 and "unknown method" in bad.output
+
+
+def test_ray_missing_is_one_clear_error_before_any_run(world, llama_base, monkeypatch):
+    import sys
+
+    from scalectl.errors import ScalectlError
+    from scalectl.fanout import RunSpec, run_specs
+
+    reg, d = world
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    n = len(reg.runs())
+    with pytest.raises(ScalectlError, match="--ray needs the ray package"):
+        run_specs([RunSpec(tasks="mix_a", base_only=True, base=str(llama_base), bbh_dir=str(d), device="cpu")], reg=reg)
+    assert len(reg.runs()) == n
