@@ -307,6 +307,10 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+def _verb(names: list[str]) -> str:
+    return "improves" if len(names) == 1 else "improve"
+
+
 def findings(res: dict[str, Any]) -> list[str]:
     """Plain statements from the numbers: what beat what, with p and CI; where nothing beat the baseline."""
     rows = res["rows"]
@@ -323,7 +327,7 @@ def findings(res: dict[str, Any]) -> list[str]:
     sig_zero = [r.title for r in deploy if rows[r.key]["vs_zero"]["p"] < 0.05 and rows[r.key]["vs_zero"]["delta"] > 0
                 and rows[r.key]["vs_zero"]["ci_low"] > 0]
     below_zero = [r.title for r in deploy if rows[r.key]["vs_zero"]["delta"] <= 0]
-    out.append("Against zero-shot, " + (f"{', '.join(sig_zero)} improve with p < 0.05 and a task-bootstrap CI above 0."
+    out.append("Against zero-shot, " + (f"{', '.join(sig_zero)} {_verb(sig_zero)} with p < 0.05 and a task-bootstrap CI above 0."
                                         if sig_zero else "no row improves with both p < 0.05 and a task-bootstrap CI above 0.")
                + (f" {', '.join(below_zero)} do not beat zero-shot at all." if below_zero else ""))
     lasrc = rows["lasrc"]["vs_ilc"]
@@ -332,8 +336,11 @@ def findings(res: dict[str, Any]) -> list[str]:
                f"{res['same_outputs_as_ilc']['lasrc']} of {res['n_queries']} outputs are identical to ilc's.")
     beat_ilc = [r.title for r in deploy if r.key != "ilc" and rows[r.key]["vs_ilc"]["p"] < 0.05
                 and rows[r.key]["vs_ilc"]["delta"] > 0]
-    out.append("Against iLoRAComp, " + (f"{', '.join(beat_ilc)} improve with p < 0.05." if beat_ilc
+    out.append("Against iLoRAComp, " + (f"{', '.join(beat_ilc)} {_verb(beat_ilc)} with p < 0.05." if beat_ilc
                                         else "no row improves with p < 0.05."))
+    ops = [(row(k).title, rows[k]["vs_ilc"]) for k in ("ties", "dare-ties", "dare-linear")]
+    out.append("Merge-operator controls against iLoRAComp: " + "; ".join(
+        f"{t} {_d(v['delta'])} (flips {v['i2c']}/{v['c2i']}, p {_p(v['p'])})" for t, v in ops) + ".")
     s, u, o = rows["scale"]["macro"], rows["scale-uniform"]["macro"], rows["scale-oracle"]["macro"]
     line = (f"SCALE: support-weighted {_pt(s)}, uniform {_pt(u)}, oracle view choice {_pt(o)} (uses labels; "
             f"headroom {_d(o - s)} points over support weighting)")
