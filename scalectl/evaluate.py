@@ -470,14 +470,10 @@ def _plan_summary(plan) -> dict[str, Any]:
 
 def _decode_method(reg, bb, pool: str, task: bbh.Task, queries: list[bbh.Example], mcfg, max_new: int, batch_size: int,
                    prog: Progress) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
-    """Plan one task with a method (retrieve, search), then decode each group of queries with its update."""
+    """Plan one task with a method (retrieve, search), then decode each group of queries with its update.
+    SCALE never comes here: its units are (task, view) (:func:`_decode_scale_view`, then :func:`_aggregate_scale`)."""
     from .methods import plan_task
 
-    if mcfg.method == "scale":
-        views = [(v, dict(zip(("outputs", "loss", "summary"),
-                               _decode_scale_view(reg, bb, pool, task, queries, mcfg, v, max_new, batch_size, prog))))
-                 for v in mcfg.views]
-        return _aggregate_scale(task, queries, views, mcfg)
     plan = plan_task(reg, bb, task, pool, mcfg, queries, progress=prog)
     t0 = time.perf_counter()
     outs, compose_s = _decode_groups(reg, bb, pool, plan, queries, max_new, batch_size, prog)

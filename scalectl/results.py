@@ -99,7 +99,7 @@ def find_run(reg, r: Row, task: str, limit: int | None, pool: str, runs: list[di
     return best
 
 
-def zero_shot_pool_check(reg, pool: str) -> dict[str, Any]:
+def pool_row(reg, pool: str) -> dict[str, Any]:
     prow = next((p for p in reg.pools() if p["name"] == pool), None)
     if prow is None:
         raise EvalError(f"no pool {pool!r}; `scalectl pool pools` lists them")
@@ -117,7 +117,7 @@ def prepare_pool(reg, pool: str, views: tuple[str, ...] = ("retrieval", "balance
             reg.add_sources(manifest=m, replace=True)
         if log:
             log(f"registered the shipped pool {pool}")
-    zero_shot_pool_check(reg, pool)
+    pool_row(reg, pool)
     for v in views:
         build_index(reg, pool, v)
 
@@ -147,7 +147,7 @@ def run_missing(reg, tasks: list[str], limit: int | None, pool: str, *, base: st
     from .backbone import load_backbone, same_base
     from .evaluate import run_eval
 
-    prow = zero_shot_pool_check(reg, pool)
+    prow = pool_row(reg, pool)
     jobs = missing_jobs(reg, tasks, limit, pool, keys)
     if not jobs:
         return []
