@@ -336,8 +336,11 @@ def findings(res: dict[str, Any]) -> list[str]:
                f"{res['same_outputs_as_ilc']['lasrc']} of {res['n_queries']} outputs are identical to ilc's.")
     beat_ilc = [r.title for r in deploy if r.key != "ilc" and rows[r.key]["vs_ilc"]["p"] < 0.05
                 and rows[r.key]["vs_ilc"]["delta"] > 0]
+    worse_ilc = [f"{r.title} ({_d(rows[r.key]['vs_ilc']['delta'])}, p {_p(rows[r.key]['vs_ilc']['p'])})" for r in deploy
+                 if r.key != "ilc" and rows[r.key]["vs_ilc"]["p"] < 0.05 and rows[r.key]["vs_ilc"]["delta"] < 0]
     out.append("Against iLoRAComp, " + (f"{', '.join(beat_ilc)} {_verb(beat_ilc)} with p < 0.05." if beat_ilc
-                                        else "no row improves with p < 0.05."))
+                                        else "no row improves with p < 0.05.")
+               + (f" Worse with p < 0.05: {', '.join(worse_ilc)}." if worse_ilc else ""))
     ops = [(row(k).title, rows[k]["vs_ilc"]) for k in ("ties", "dare-ties", "dare-linear")]
     out.append("Merge-operator controls against iLoRAComp: " + "; ".join(
         f"{t} {_d(v['delta'])} (flips {v['i2c']}/{v['c2i']}, p {_p(v['p'])})" for t, v in ops) + ".")
