@@ -189,7 +189,7 @@ def run_two_hop(variant: str = "facts", base: str | None = None, n_people: int =
     verdict = (f"composition {'integrated' if integrated else 'did not integrate'} the knowledge: the best composition "
                f"({best['condition']}) answers {100 * best['two_hop']:.0f}% of two-hop questions against "
                f"{100 * single:.0f}% for the better single adapter, {100 * chance:.0f}% by chance and {100 * union:.0f}% for "
-               f"the adapter trained on both fact sets; its first-hop / second-hop recall is {100 * best['hop1']:.0f}% / "
+               f"the adapter trained on both hops' records; its first-hop / second-hop recall is {100 * best['hop1']:.0f}% / "
                f"{100 * best['hop2']:.0f}%{why}.")
     return ProbeResult(variant=variant, rows=rows, verdict=verdict, integrated=integrated, adapters=adapters,
                        seconds=round(time.perf_counter() - t0, 1),
