@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import re
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -180,26 +181,21 @@ def _sidecar(path: Path) -> dict[str, Any]:
 
 
 def _set_wal(conn: sqlite3.Connection, wait: float = 60.0) -> None:
-    """Put the database in WAL mode (persistent, so usually a no-op read).
+    """Put the database in WAL mode (persistent: a no-op once the file is WAL).
 
     Switching a fresh file to WAL needs an exclusive lock, and SQLite answers
     ``database is locked`` at once, without calling the busy handler, when
-    another process is opening the same new file. Retry until ``wait``.
+    another process is creating the same new file. Retry until ``wait``.
     """
-    import random
-    import time
-
     deadline = time.monotonic() + wait
     while True:
         try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
-                return
             conn.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as e:
-            if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
+            if "locked" not in str(e) or time.monotonic() > deadline:
                 raise
-            time.sleep(0.02 + random.random() * 0.08)
+            time.sleep(0.05)
 
 
 class Registry:
@@ -210,8 +206,7 @@ class Registry:
 
         self.path = Path(path) if path else paths.registry_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout=60000")
+        conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)  # busy timeout 60 s
         _set_wal(conn)
         conn.execute("PRAGMA foreign_keys=ON")
         self.db = sqlite_utils.Database(conn)

@@ -319,18 +319,17 @@ def test_many_openers_of_a_new_registry(tmp_path):
     from scalectl.registry import Registry
 
     errors: list[str] = []
+
+    def open_it(path: Path, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        try:
+            Registry(path).close()
+        except Exception as e:  # collected and asserted below
+            errors.append(repr(e))
+
     for k in range(60):
-        path = tmp_path / f"r{k}.db"
         barrier = threading.Barrier(6)
-
-        def open_it() -> None:
-            barrier.wait()
-            try:
-                Registry(path).close()
-            except Exception as e:  # noqa: BLE001 - collected and asserted below
-                errors.append(repr(e))
-
-        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        threads = [threading.Thread(target=open_it, args=(tmp_path / f"r{k}.db", barrier)) for _ in range(6)]
         for t in threads:
             t.start()
         for t in threads:

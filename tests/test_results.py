@@ -72,12 +72,12 @@ def test_report_markdown_runs_every_row_and_writes_the_tables(world, llama_base,
     assert res["rows"]["scale"]["cost"]["paths"] == 3.0
     # the findings' statements against ilc follow the paired numbers: better / worse with p < 0.05
     against = next(x for x in res["findings"] if x.startswith("Against iLoRAComp"))
+    better, _, worse = against.partition("Worse with p < 0.05:")
     for row in results.ROWS:
         v = res["rows"][row.key]["vs_ilc"]
         if row.uses_labels or row.key in ("ilc", "zero-shot") or v["p"] >= 0.05:
             continue
-        part = against.split("Worse with p < 0.05:")
-        assert row.title in (part[1] if v["delta"] < 0 else part[0]), (row.key, v, against)
+        assert row.title in (worse if v["delta"] < 0 else better), (row.key, v, against)
     # running it again reuses every run: nothing new is recorded, the page is rewritten
     n_runs = len(reg.runs())
     r2 = runner.invoke(app, args)
