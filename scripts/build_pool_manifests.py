@@ -1,6 +1,6 @@
-"""Build registry/*.toml from the pool lists in ../shared/data/pools (run once; the output is committed).
+"""Build registry/*.toml from the pool lists in registry/sources (run once; the output is committed).
 
-    python scripts/build_pool_manifests.py [--pools-dir ../shared/data/pools]
+    python scripts/build_pool_manifests.py [--pools-dir registry/sources]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def lorahub(pools: Path) -> dict:
     return {
         "pool": "lorahub-196", "base_model": BASE,
         "description": "LoRAHub pool: 196 FLAN-T5-large LoRA modules (rank 16, alpha 32, dropout 0.1, q and v)",
-        "generated_from": "shared/data/pools/lorahub_flan_t5_large_196.txt",
+        "generated_from": "registry/sources/lorahub_flan_t5_large_196.txt",
         "defaults": DEFAULTS, "adapters": adapters,
     }
 
@@ -50,14 +50,14 @@ def ilorcomp(pools: Path) -> dict:
     return {
         "pool": "ilorcomp-97", "base_model": BASE,
         "description": "The 97-module iLoRAComp / SCALE-LoRA subset of the LoRAHub pool, mapped to hub ids",
-        "generated_from": "shared/data/pools/ilorcomp_97_resolved.tsv",
+        "generated_from": "registry/sources/ilorcomp_97_resolved.tsv",
         "defaults": DEFAULTS, "adapters": adapters, "unresolved": unresolved,
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pools-dir", type=Path, default=ROOT.parent / "shared" / "data" / "pools")
+    ap.add_argument("--pools-dir", type=Path, default=ROOT / "registry" / "sources")
     a = ap.parse_args()
     out = ROOT / "registry"
     out.mkdir(exist_ok=True)

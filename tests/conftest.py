@@ -12,7 +12,7 @@ from helpers import build_llama, build_t5, make_adapter  # noqa: E402
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is imported: it reads this once
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+BBH = ROOT / "scalectl" / "data" / "bbh"  # the copy that ships inside the package
 
 
 @pytest.fixture(autouse=True)

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import SHARED
+from conftest import BBH
 from helpers import write_bbh
 
 from scalectl.errors import TaskError
 from scalectl.tasks import bbh
 
-BBH = SHARED / "data" / "bbh"
-needs_bbh = pytest.mark.skipif(not BBH.is_dir(), reason="../shared/data/bbh is not beside the checkout")
 
-
-@needs_bbh
 def test_bbh27_support_and_queries_match_method_md():
     tasks = bbh.load_tasks("bbh", BBH)
     assert len(tasks) == 27
@@ -27,7 +24,6 @@ def test_bbh27_support_and_queries_match_method_md():
         assert [e.index for e in t.queries] == [i for i in range(len(raw)) if not 10 <= i < 15]
 
 
-@needs_bbh
 def test_task_names_and_suites():
     assert bbh.resolve("bbh/navigate", BBH) == ["navigate"]
     assert bbh.resolve("navigate", BBH) == ["navigate"]
@@ -37,7 +33,6 @@ def test_task_names_and_suites():
     assert len(bbh.resolve("bbh", BBH)) == 27
 
 
-@needs_bbh
 def test_unknown_task_has_did_you_mean_and_list():
     with pytest.raises(TaskError) as e:
         bbh.resolve("bbh/navgate", BBH)
@@ -106,3 +101,12 @@ def test_extractor_is_separate_and_simple():
     assert bbh.extract_answer("B) because", option_task=True) == "(B)"
     assert bbh.extract_answer("\n  Yes it is\nNo", option_task=False) == "Yes it is"
     assert bbh.extract_answer("", option_task=True) == ""
+
+
+def test_shipped_copy_is_the_default(monkeypatch):
+    """With no --bbh-dir, SCALECTL_BBH_DIR or $SCALECTL_HOME/bbh, the copy inside the package is used."""
+    monkeypatch.delenv("SCALECTL_BBH_DIR", raising=False)
+    d = bbh.bbh_dir()
+    assert d == bbh.shipped_dir().resolve() and d.is_relative_to(Path(bbh.__file__).resolve().parents[1])
+    assert (d / "LICENSE").is_file() and "MIT" in (d / "LICENSE").read_text()
+    assert len(bbh.available(d)) == 27

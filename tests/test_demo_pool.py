@@ -6,7 +6,7 @@ import json
 
 import pytest
 import tomllib
-from conftest import ROOT, SHARED
+from conftest import ROOT
 from typer.testing import CliRunner
 
 from scalectl.cli import app
@@ -54,10 +54,8 @@ def test_demo_pool_registers_with_sha256_checked(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHARED / "data" / "bbh").is_dir(), reason="needs ../shared/data/bbh")
 def test_demo_end_to_end(embedded_home, monkeypatch):
     monkeypatch.setenv("SCALECTL_HOME", str(embedded_home))
-    monkeypatch.setenv("SCALECTL_BBH_DIR", str(SHARED / "data" / "bbh"))
     r = runner.invoke(app, ["demo", "--limit", "4", "--steps", "3", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)

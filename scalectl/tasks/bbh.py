@@ -2,7 +2,8 @@
 
 Files are the standard ``<task>.json`` with ``{"examples": [{"input": ..., "target": ...}]}``.
 The directory comes from ``--bbh-dir``, else ``$SCALECTL_BBH_DIR``, else
-``$SCALECTL_HOME/bbh``, else ``../shared/data/bbh`` beside a source checkout.
+``$SCALECTL_HOME/bbh``, else the copy that ships inside the package
+(``scalectl/data/bbh``: the 27 tasks of the standard release, MIT, its LICENSE kept).
 
 Protocol (docs/method.md): the support set is ``examples[10:15]`` in file order; the queries
 are all the other examples. Scoring is normalized exact match,
@@ -105,25 +106,27 @@ class Task:
         return max((e.target for e in self.examples), key=len)
 
 
-def _source_checkout_dir() -> Path:
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "bbh"
+def shipped_dir() -> Path:
+    """The BBH copy inside the package (27 tasks, MIT; ``LICENSE`` and ``README.md`` beside them)."""
+    return Path(__file__).resolve().parents[1] / "data" / "bbh"
 
 
 def bbh_dir(explicit: str | Path | None = None) -> Path:
-    """Where the BBH JSON files are: ``--bbh-dir``, ``$SCALECTL_BBH_DIR``, ``$SCALECTL_HOME/bbh``, or the checkout's."""
+    """Where the BBH JSON files are: ``--bbh-dir``, ``$SCALECTL_BBH_DIR``, ``$SCALECTL_HOME/bbh``, or the shipped copy."""
     if explicit:
         cands = [("--bbh-dir", Path(explicit))]
     elif os.environ.get("SCALECTL_BBH_DIR"):
         cands = [("SCALECTL_BBH_DIR", Path(os.environ["SCALECTL_BBH_DIR"]))]
     else:
-        cands = [("scalectl home", paths.home() / "bbh"), ("source checkout", _source_checkout_dir())]
+        cands = [("scalectl home", paths.home() / "bbh"), ("shipped", shipped_dir())]
     for how, p in cands:
         p = p.expanduser()
         if p.is_dir() and any(p.glob("*.json")):
             return p.resolve()
         if how in ("--bbh-dir", "SCALECTL_BBH_DIR"):
             raise TaskError(f"{how} {p} is not a directory of BBH .json files")
-    raise TaskError("no BIG-Bench Hard directory found: pass --bbh-dir DIR or set SCALECTL_BBH_DIR "
+    raise TaskError(f"no BIG-Bench Hard directory found (the shipped copy {shipped_dir()} is missing: reinstall "
+                    "scalectl): pass --bbh-dir DIR or set SCALECTL_BBH_DIR "
                     "(a directory of <task>.json files from github.com/suzgunmirac/BIG-Bench-Hard)")
 
 
