@@ -247,8 +247,24 @@ def _describe(run: dict[str, Any]) -> str:
     return f"{run['id']} ({run['method']}" + (f", {run['label']}" if run.get("label") else "") + ")"
 
 
-def resolve_run(reg, spec: str, role: str = "run") -> tuple[dict[str, Any], str | None]:
-    """A run by id, unique id prefix, or METHOD name (the latest done run of that method).
+def run_pool(run: dict[str, Any]) -> str | None:
+    """The pool a run retrieved from or composed adapters of; None for the base model alone (zero-shot)."""
+    cfg = run.get("config") or {}
+    mc = cfg.get("method_config") or {}
+    if mc.get("pool"):
+        return mc["pool"]
+    inputs = (cfg.get("composition") or {}).get("adapters") or []
+    return next((a.get("pool") for a in inputs if a.get("pool")), None)
+
+
+def on_pool(run: dict[str, Any], pool: str | None) -> bool:
+    """True when ``pool`` is None, or the run used it, or the run used no pool (a zero-shot run fits any pool)."""
+    return pool is None or run_pool(run) in (None, pool)
+
+
+def resolve_run(reg, spec: str, role: str = "run", pool: str | None = None) -> tuple[dict[str, Any], str | None]:
+    """A run by id, unique id prefix, or METHOD name (the latest done run of that method; with ``pool``, the
+    latest on that pool).
 
     Returns ``(run, note)``; ``note`` says which run a method name picked when it had several done runs.
     Raises :class:`EvalError` naming close run ids and methods when nothing matches.
@@ -261,7 +277,7 @@ def resolve_run(reg, spec: str, role: str = "run") -> tuple[dict[str, Any], str 
     except RegistryError as e:
         if "matches" in str(e):  # an ambiguous id prefix
             raise EvalError(f"{role} {spec!r} is ambiguous: {e}") from None
-    all_runs = reg.runs()
+    all_runs = [r for r in reg.runs() if on_pool(r, pool)]
     of_method = [r for r in all_runs if r["method"] == spec]
     if of_method:
         done = [r for r in of_method if r["status"] == "done"]
@@ -284,8 +300,8 @@ def resolve_run(reg, spec: str, role: str = "run") -> tuple[dict[str, Any], str 
     close = sorted(set(close + prefixed), key=(close + prefixed).index)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     if not all_runs:
-        hint = "; the registry has no runs yet (`scalectl eval` records them)"
-    raise EvalError(f"no run or method {spec!r} for the {role}{hint}")
+        hint = f"; pool {pool!r} has no runs yet" if pool else "; the registry has no runs yet (`scalectl eval` records them)"
+    raise EvalError(f"no run or method {spec!r} for the {role}" + (f" on pool {pool!r}" if pool else "") + hint)
 
 
 def _split(specs: str | Sequence[str] | None) -> list[str]:
@@ -296,13 +312,13 @@ def _split(specs: str | Sequence[str] | None) -> list[str]:
     return [s.strip() for item in specs for s in str(item).split(",") if s.strip()]
 
 
-def resolve_runs(reg, specs: str | Sequence[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
+def resolve_runs(reg, specs: str | Sequence[str] | None, pool: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Runs named by ids, id prefixes or method names (comma lists allowed), without duplicates, with the
     notes :func:`resolve_run` gives when a method name picked one of several runs."""
     runs: list[dict[str, Any]] = []
     notes: list[str] = []
     for s in _split(specs):
-        r, note = resolve_run(reg, s)
+        r, note = resolve_run(reg, s, pool=pool)
         if note:
             notes.append(note)
         if r["id"] not in {x["id"] for x in runs}:
@@ -377,7 +393,7 @@ def _load(reg, run: dict[str, Any], tasks: list[str] | None) -> dict[tuple[str, 
 
 def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bool = False, n_samples: int = N_SAMPLES,
            seed: int = SEED, resample: str = "tasks", tasks: Sequence[str] | str | None = None,
-           level: float = LEVEL) -> dict[str, Any]:
+           level: float = LEVEL, pool: str | None = None) -> dict[str, Any]:
     """Every audit statistic of each run against one baseline on the same queries (method.md, "Audit statistics").
 
     Args:
@@ -391,6 +407,7 @@ def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bo
         resample: ``"tasks"`` (method.md's task-stratified bootstrap) or ``"queries"`` (within each task).
         tasks: restrict every run to these tasks (the query sets are compared after the restriction).
         level: interval coverage (method.md: 0.95).
+        pool: only runs on this pool (and zero-shot runs, which use none) are named by method or picked by default.
 
     Returns:
         ``{"baseline": {...}, "results": [one dict per run: run, method, label, macro_accuracy,
@@ -410,10 +427,10 @@ def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bo
         raise EvalError(f"the interval level must be in (0, 1), got {level}")
     task_filter = _split(tasks) or None
     notes: list[str] = []
-    base, note = resolve_run(reg, baseline, role="baseline")
+    base, note = resolve_run(reg, baseline, role="baseline", pool=pool)
     if note:
         notes.append(note)
-    runs, more = resolve_runs(reg, run_ids)
+    runs, more = resolve_runs(reg, run_ids, pool=pool)
     notes += more
     if runs:
         _require_done([base] + runs)
@@ -427,7 +444,7 @@ def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bo
     else:
         _require_done([base])
         kb = _load(reg, base, task_filter)
-        loaded = _default_runs(reg, base, kb, task_filter, notes)
+        loaded = _default_runs(reg, base, kb, task_filter, notes, pool)
     keys = list(kb)  # the baseline's order: by task, then query index
     t = np.array([k[0] for k in keys])
     cb = np.array([kb[k]["correct"] for k in keys], dtype=float)
@@ -461,11 +478,13 @@ def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bo
 
 
 def _default_runs(reg, base: dict[str, Any], kb: dict, task_filter: list[str] | None,
-                  notes: list[str]) -> list[tuple[dict[str, Any], dict]]:
-    """The latest done run of every other method (same backbone) whose records match the baseline's queries."""
+                  notes: list[str], pool: str | None = None) -> list[tuple[dict[str, Any], dict]]:
+    """The latest done run of every other method (same backbone, on ``pool`` when given) whose records match
+    the baseline's queries."""
     from .backbone import same_base
 
-    done = [r for r in reg.runs(status="done") if r["method"] != base["method"] and r["id"] != base["id"]]
+    done = [r for r in reg.runs(status="done") if r["method"] != base["method"] and r["id"] != base["id"]
+            and on_pool(r, pool)]
     done.reverse()  # newest first
     picked: dict[str, tuple[dict[str, Any], dict]] = {}
     skipped: dict[str, str] = {}

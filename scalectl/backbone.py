@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import importlib.util
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +84,36 @@ def same_base(a: str | None, b: str | None) -> bool:
     return False
 
 
+HUB_PREFIX = "hf:"  # ``--base hf:ORG/NAME``: the hub (or its local cache), never the embedded copy
+
+
+def embedded_for(hub_id: str) -> EmbeddedModel | None:
+    """The embedded model whose canonical hub id is ``hub_id`` (case-insensitive), if any."""
+    key = hub_id.strip().rstrip("/").lower()
+    return next((e for e in EMBEDDED.values() if e.hub_id.lower() == key), None)
+
+
+def choose_base(explicit: str | None, pool_base: str | None = None) -> str:
+    """The base a command uses: ``--base`` / ``SCALECTL_BASE`` when given, else the pool's base model,
+    else the embedded default. (A pool recorded on an embedded model's hub id then loads the embedded copy.)"""
+    for cand in (explicit, pool_base):
+        if cand and str(cand).strip():
+            return str(cand).strip()
+    return DEFAULT_BASE
+
+
 def resolve_base(spec: str | None) -> BaseSpec:
+    """Resolve a ``--base`` without loading anything.
+
+    ``smollm2-135m`` or the embedded model's own hub id (``HuggingFaceTB/SmolLM2-135M-Instruct``) is the
+    embedded copy; ``hf:ORG/NAME`` asks for the hub explicitly; an existing directory is a local model;
+    any other ``ORG/NAME`` is a hub id (read from the HF cache when it is there)."""
     spec = (spec or DEFAULT_BASE).strip()
+    if spec.lower().startswith(HUB_PREFIX):
+        repo = spec[len(HUB_PREFIX):].strip().rstrip("/")
+        if repo.count("/") != 1 or repo.startswith(("/", ".")):
+            raise BackboneError(f"--base {spec!r}: after {HUB_PREFIX} give a hub id ORG/NAME")
+        return BaseSpec(spec=spec, kind="hub", canonical=repo)
     if spec.lower() in EMBEDDED:
         e = EMBEDDED[spec.lower()]
         return BaseSpec(spec=spec, kind="embedded", canonical=e.hub_id, embedded=e)
@@ -92,17 +121,54 @@ def resolve_base(spec: str | None) -> BaseSpec:
     if p.exists():
         if not (p / "config.json").is_file():
             raise BackboneError(f"{p}: not a model directory (no config.json)")
-        cfg = json.loads((p / "config.json").read_text())
-        canonical = cfg.get("_name_or_path") or str(p.resolve())
+        try:
+            cfg = json.loads((p / "config.json").read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise BackboneError(f"{p / 'config.json'}: not valid JSON") from None
+        canonical = (cfg.get("_name_or_path") if isinstance(cfg, dict) else None) or str(p.resolve())
         if not canonical or canonical.startswith(("/", ".")):
             canonical = str(p.resolve())
         return BaseSpec(spec=spec, kind="local", canonical=canonical, path=p)
-    if spec.count("/") == 1 and not spec.startswith(("/", ".")):
-        return BaseSpec(spec=spec, kind="hub", canonical=spec)
+    repo = spec.rstrip("/")
+    if repo.count("/") == 1 and not repo.startswith(("/", ".")):
+        e = embedded_for(repo)
+        if e is not None:
+            return BaseSpec(spec=spec, kind="embedded", canonical=e.hub_id, embedded=e)
+        return BaseSpec(spec=spec, kind="hub", canonical=repo)
     raise BackboneError(
         f"unknown base model {spec!r}: give an embedded alias ({', '.join(EMBEDDED)}), "
-        "a local model directory, or a hub id ORG/NAME"
+        f"a local model directory, or a hub id ORG/NAME ({HUB_PREFIX}ORG/NAME for the hub itself)"
     )
+
+
+def require_same_base(base: BaseSpec, pool: str, pool_base: str | None) -> None:
+    """Refuse (before anything loads) a base model that is not the one the pool's adapters were trained on."""
+    if pool_base and not same_base(pool_base, base.canonical):
+        where = f"pool {pool!r}" if pool else "the adapters"
+        raise BackboneError(f"{where} is on {pool_base!r} but the base model is {base.spec!r}; "
+                            f"leave --base and SCALECTL_BASE unset to use the pool's base, or pass --base {pool_base}")
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub read it at import, or as the environment says now."""
+    from huggingface_hub import constants
+
+    now = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return bool(constants.HF_HUB_OFFLINE) or now
+
+
+def cached_snapshot(repo: str) -> Path | None:
+    """The local snapshot of ``repo`` in the HF cache (as huggingface_hub lays it out), or None."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from .hub import cache_dir
+
+    try:
+        d = Path(snapshot_download(repo, local_files_only=True, cache_dir=cache_dir()))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+    return d if (d / "config.json").is_file() else None
 
 
 def _package_dir(e: EmbeddedModel) -> Path:
@@ -153,8 +219,9 @@ def ensure_embedded(e: EmbeddedModel, progress: Any = None) -> Path:
 
         if progress:
             progress(f"converting {e.gguf_file} to safetensors (one time, ~30 s)")
-        model = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=e.gguf_file)
-        tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=e.gguf_file)
+        with quiet_loading(), _quiet_gguf_bar():
+            model = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=e.gguf_file)
+            tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=e.gguf_file)
         # The model is de-quantized float32 now; drop the GGUF quantizer so it saves as plain safetensors.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -170,13 +237,20 @@ def ensure_embedded(e: EmbeddedModel, progress: Any = None) -> Path:
 
 
 def model_dir(base: BaseSpec, progress: Any = None) -> str:
-    """Where ``from_pretrained`` reads this base from: the converted cache, a local dir, or the hub id."""
+    """Where ``from_pretrained`` reads this base from: the converted embedded copy, a local dir, the hub
+    id's cached snapshot, or (only for a hub id that is not cached, with the hub online) the hub id itself."""
     if base.kind == "embedded":
         assert base.embedded is not None
         return str(ensure_embedded(base.embedded, progress=progress))
     if base.kind == "local":
         return str(base.path)
-    return base.spec
+    snap = cached_snapshot(base.canonical)
+    if snap is not None:
+        return str(snap)
+    if hub_offline():
+        raise BackboneError(f"base model {base.canonical!r} is not in the Hugging Face cache and the hub is offline "
+                            "(HF_HUB_OFFLINE): download it where the hub is reachable, or pass a local --base DIR")
+    return base.canonical
 
 
 def default_device() -> str:
@@ -200,12 +274,66 @@ class Backbone:
         return bool(getattr(self.model.config, "is_encoder_decoder", False))
 
 
+ENV_VERBOSE = "SCALECTL_VERBOSE"
+
+
+def verbose() -> bool:
+    """``scalectl --verbose`` (or ``SCALECTL_VERBOSE=1``): let transformers print its bars and notices."""
+    return os.environ.get(ENV_VERBOSE, "").strip().lower() not in ("", "0", "false", "no")
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """Model loading without transformers' / huggingface_hub's progress bars and notices (unless verbose)."""
+    if verbose():
+        yield
+        return
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    level, bars_off = hf_logging.get_verbosity(), are_progress_bars_disabled()
+    tf_bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if tf_bars:
+            hf_logging.enable_progress_bar()
+        if not bars_off:
+            enable_progress_bars()
+
+
+@contextlib.contextmanager
+def _quiet_gguf_bar():
+    """transformers' GGUF reader draws its own tqdm bar (not its logging one); hide it unless verbose."""
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if verbose() or bar is None:
+        yield
+        return
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
 def load_backbone(spec: str | None = None, device: str | None = None, dtype: str | None = None, progress: Any = None) -> Backbone:
     """Load the base model and tokenizer (embedded default, local dir, or hub id) in eval mode."""
+    with quiet_loading():
+        return _load_backbone(resolve_base(spec), device, dtype, progress)
+
+
+def _load_backbone(base: BaseSpec, device: str | None, dtype: str | None, progress: Any) -> Backbone:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    base = resolve_base(spec)
     t0 = time.perf_counter()
     src = model_dir(base, progress=progress)
     device = device or default_device()

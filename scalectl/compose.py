@@ -328,14 +328,16 @@ def write_adapter(comp: Composition, out: str | Path, rank: int | None = None, o
     return errors, rank_out
 
 
-def merge_into_base(comp: Composition, out: str | Path, base: str | None = None, overwrite: bool = False) -> Path:
-    """Write a full model with the composed update added to the base weights (atomically)."""
+def merged_backbone(comp: Composition, base: str | None = None):
+    """The base model (``base``, else the adapters' own, the embedded copy for its hub id) loaded on the CPU in
+    float32 with the composed update added to its weights; every module is checked before anything is written."""
     import torch
 
-    from .backbone import load_backbone
-    from .fsutil import atomic_dir
+    from .backbone import choose_base, load_backbone, require_same_base, resolve_base
 
-    bb = load_backbone(base or comp.inputs.base_model, device="cpu", dtype="float32")
+    spec = resolve_base(choose_base(base, comp.inputs.base_model))
+    require_same_base(spec, comp.inputs.pool or "", comp.inputs.base_model)
+    bb = load_backbone(spec.spec, device="cpu", dtype="float32")
     params = dict(bb.model.named_modules())
     fan = any(f.fan_in_fan_out for f in comp.inputs.factors)
     with torch.no_grad():
@@ -348,11 +350,23 @@ def merge_into_base(comp: Composition, out: str | Path, base: str | None = None,
             if tuple(mod.weight.shape) != tuple(d.shape):
                 raise MergeError(f"module {m}: base weight {tuple(mod.weight.shape)} vs update {tuple(d.shape)}")
             mod.weight += d.to(mod.weight.dtype)
+    return bb
+
+
+def save_merged(bb, comp: Composition, out: str | Path, overwrite: bool = False) -> Path:
+    """Write a :func:`merged_backbone` as a full model directory (atomically)."""
+    from .fsutil import atomic_dir
+
     with atomic_dir(out, overwrite=overwrite) as tmp:
         bb.model.save_pretrained(str(tmp), safe_serialization=True)
         bb.tokenizer.save_pretrained(str(tmp))
         (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance(comp, None, 0, {}), indent=2, default=str) + "\n")
     return Path(out)
+
+
+def merge_into_base(comp: Composition, out: str | Path, base: str | None = None, overwrite: bool = False) -> Path:
+    """Write a full model with the composed update added to the base weights (atomically)."""
+    return save_merged(merged_backbone(comp, base), comp, out, overwrite=overwrite)
 
 
 def compose(reg, names: list[str], weights: list[float] | None = None, merger: str = "linear",
@@ -374,13 +388,16 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
     errors: dict[str, float] = {}
     rank_out = 0
     registered = None
+    # The merged model is built (base loaded, every module checked) before anything is written, so a base
+    # that cannot load or does not fit leaves no --out behind and registers nothing.
+    merged = merged_backbone(comp, base) if merge_into is not None else None
     if out is not None:
         errors, rank_out = write_adapter(comp, out, rank=rank, overwrite=overwrite)
-        if register:
-            res = reg.add_sources([str(out)], pool=inp.pool, name=name or Path(out).name, replace=overwrite)
-            registered = f"{res.pool}:{res.added[0]['name']}"
-    if merge_into is not None:
-        merge_into_base(comp, merge_into, base=base, overwrite=overwrite)
+    if merged is not None:
+        save_merged(merged, comp, merge_into, overwrite=overwrite)
+    if out is not None and register:
+        res = reg.add_sources([str(out)], pool=inp.pool, name=name or Path(out).name, replace=overwrite)
+        registered = f"{res.pool}:{res.added[0]['name']}"
     return ComposeResult(
         out=str(out) if out else None, merged_model=str(merge_into) if merge_into else None, merger=spec.name,
         params={**spec.params, **({f"sdp.{k}": v for k, v in spec.sdp.items()} if spec.sdp else {})},

@@ -1,9 +1,8 @@
 """The main job on the embedded default (``scalectl demo``).
 
 1. Prepare the embedded backbone (SmolLM2-135M-Instruct; converted once, then cached).
-2. Register the pools that ship in ``registry/``: the scalectl-trained skill pool
-   (``smollm2-skills``, one rank-8 q/v LoRA per synthetic skill) and the FLAN-T5 pool
-   manifests (remote rows, fetched on first use).
+2. Register the skill pool that ships in ``registry/`` (``smollm2-skills``, one rank-8 q/v
+   LoRA per synthetic skill, trained by ``scalectl pool train``).
 3. Index the skill pool (the ``balanced`` view, MiniLM embeddings; only changed adapters are
    re-embedded on later runs).
 4. For three BBH tasks, evaluate the base model (zero-shot), ``ilc`` (global + local retrieval
@@ -43,15 +42,20 @@ def shipped_registry_dir() -> Path:
     raise ScalectlError("cannot find the shipped registry/ directory; reinstall scalectl from its source tree")
 
 
-def shipped_manifests() -> list[Path]:
-    return sorted(p for p in shipped_registry_dir().glob("*.toml"))
+def demo_manifest() -> Path:
+    """The manifest of the shipped demo pool (``registry/smollm2-skills.toml``); the FLAN-T5 manifests beside it
+    are the user's to add (``scalectl pool add --manifest``)."""
+    m = shipped_registry_dir() / f"{DEMO_POOL}.toml"
+    if not m.is_file():
+        raise ScalectlError(f"the demo pool's manifest {m} is missing from this install; reinstall scalectl")
+    return m
 
 
 def run_demo(base: str | None = None, full: bool = False, limit: int | None = None, tasks: list[str] | None = None,
              bbh_dir: str | None = None, uniform: bool = False, steps: int = 40,
              progress: Progress | None = None) -> dict[str, Any]:
     from .backbone import load_backbone
-    from .evaluate import compare_runs, run_eval
+    from .evaluate import compare_runs, run_base, run_eval
     from .registry import Registry
     from .tasks import bbh
 
@@ -59,13 +63,13 @@ def run_demo(base: str | None = None, full: bool = False, limit: int | None = No
     t_start = time.perf_counter()
     limit = None if full else (limit or DEMO_LIMIT)
     task_objs = bbh.load_tasks(tasks or DEMO_TASKS, bbh_dir)  # bad task names fail before anything loads
-    prog.log("loading the base model (the first run converts the embedded GGUF once, ~25 s)")
-    bb = load_backbone(base)
     reg = Registry()
-    registered = []
-    for m in shipped_manifests():
-        res = reg.add_sources(manifest=m, replace=True)
-        registered.append({"manifest": m.name, "pool": res.pool, "adapters": len(res.added), "warnings": res.warnings})
+    m = demo_manifest()
+    res = reg.add_sources(manifest=m, replace=True)
+    registered = [{"manifest": m.name, "pool": res.pool, "adapters": len(res.added), "warnings": res.warnings}]
+    base_spec = run_base(reg, base, DEMO_POOL)  # --base, else the pool's (the embedded copy of its hub id)
+    prog.log("loading the base model (the first run converts the embedded GGUF once, ~25 s)")
+    bb = load_backbone(base_spec.spec)
     pool_rows = reg.list(pool=DEMO_POOL)
     if not pool_rows:
         raise ScalectlError(f"the demo pool {DEMO_POOL!r} is empty: registry/{DEMO_POOL}.toml is missing from this install")

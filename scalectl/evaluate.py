@@ -154,6 +154,24 @@ def run_eval(tasks: str | list[str] | list[bbh.Task], *, reg=None, bb=None, base
     return run.finish()
 
 
+def run_base(reg, base: str | None, pool: str | None, adapters: list[str] | None = None, required: bool = False):
+    """The base model a run uses, resolved and checked without loading it: ``base`` (``--base`` or
+    ``SCALECTL_BASE``) when given, else the base the adapters are on (the pool's, else the first named
+    adapter's), else the embedded default. A base other than the adapters' is refused here, and with
+    ``required`` so is a missing pool."""
+    from .backbone import choose_base, require_same_base, resolve_base
+
+    row = reg.pool(pool)
+    if pool and row is None and required:
+        raise EvalError(f"no pool {pool!r}; `scalectl pool pools` lists them")
+    pool_base = row["base_model"] if row is not None else None
+    if not pool_base and adapters:
+        pool_base = reg.find(adapters[0], pool).get("base_model")
+    spec = resolve_base(choose_base(base, pool_base))
+    require_same_base(spec, pool or "", pool_base)
+    return spec
+
+
 @dataclass(frozen=True)
 class Unit:
     """One piece of a run computed on its own: a task's queries (SCALE: one view of a task's queries)."""
@@ -191,28 +209,22 @@ class PreparedRun:
             raise EvalError(f"--batch-size must be at least 1, got {batch_size}")
         task_objs = tasks if tasks and isinstance(tasks[0], bbh.Task) else bbh.load_tasks(tasks, bbh_dir)  # type: ignore[index]
         reg = reg or Registry()
+        mcfg = method
+        # Everything that can be refused without the model is refused before it loads: the pool, the
+        # pool's base against --base, the indexes the method retrieves from.
+        base_spec = run_base(reg, bb.base.spec if bb is not None else base, pool, adapters, required=mcfg is not None)
+        if mcfg is not None and (mcfg.method != "lorahub" or mcfg.retrieved):
+            from .index import load_index
+
+            for v in (mcfg.views if mcfg.method == "scale" else [mcfg.view]):
+                load_index(reg, pool, v, mcfg.embedder)  # a missing index fails here, before any run is recorded
         if bb is None:
             prog.log("loading the base model")
-            bb = load_backbone(base, device=device)
+            bb = load_backbone(base_spec.spec, device=device)
         comp = None
         if adapters:
             prog.log(f"composing {len(adapters)} adapter(s) with {merger}")
             comp = prepare_composition(reg, bb, adapters, weights, merger, params, pool, allow_partial)
-        mcfg = method
-        if mcfg is not None:
-            from .backbone import same_base
-
-            prow = next((p for p in reg.pools() if p["name"] == pool), None)
-            if prow is None:
-                raise EvalError(f"no pool {pool!r}; `scalectl pool pools` lists them")
-            if not same_base(prow["base_model"], bb.base.canonical):
-                raise EvalError(f"the backbone is {bb.base.spec!r} but pool {pool!r} is on {prow['base_model']!r}; "
-                                f"pass --base {prow['base_model']}")
-            if mcfg.method != "lorahub" or mcfg.retrieved:
-                from .index import load_index
-
-                for v in (mcfg.views if mcfg.method == "scale" else [mcfg.view]):
-                    load_index(reg, pool, v, mcfg.embedder)  # a missing index fails here, before any run is recorded
         self.reg, self.bb, self.comp, self.mcfg, self.pool, self.label, self.limit = reg, bb, comp, mcfg, pool, label, limit
         self.batch_size, self.bbh_dir = batch_size, str(task_objs[0].path.parent)
         self.composition_args = {"adapters": adapters, "weights": weights, "merger": merger, "params": params,

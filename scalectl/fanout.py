@@ -50,11 +50,24 @@ class RunSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _ray():
+def _is_client(address: str | None) -> bool:
+    return bool(address) and address.strip().lower().startswith("ray://")
+
+
+def _ray(address: str | None = None):
+    """The ray module; for a Ray Client address (``ray://``) also its client dependency (grpcio), checked up front
+    so a missing one is one clear line before any run is recorded, not Ray's "reinstall ray" after the runs began."""
     try:
         import ray
     except ImportError:
-        raise ScalectlError("--ray needs the ray package: pip install 'ray>=2.9' (or pip install 'scalectl[ray]')") from None
+        raise ScalectlError("--ray needs the ray package: pip install 'scalectl[ray]' "
+                            "(or pip install 'ray[client]>=2.9')") from None
+    if _is_client(address):
+        try:
+            import grpc  # noqa: F401 - what Ray Client needs and a plain `pip install ray` lacks
+        except ImportError:
+            raise ScalectlError(f"--ray {address.strip()} is a Ray Client address and needs grpcio, which this ray install "
+                                "lacks: pip install 'scalectl[ray]' (or pip install 'ray[client]')") from None
     return ray
 
 
@@ -62,7 +75,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str
     """Start (local) or join (address) Ray; returns what the driver is connected to."""
     from .paths import home
 
-    ray = _ray()
+    ray = _ray(address)
     env = {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
     env["SCALECTL_HOME"] = str(home())
     if not ray.is_initialized():
@@ -107,22 +120,23 @@ def run_specs(specs: list[RunSpec], address: str | None = None, num_cpus: int | 
     import torch
 
     from .backbone import load_backbone
-    from .evaluate import PreparedRun
+    from .evaluate import PreparedRun, run_base
     from .registry import Registry
 
     if not specs:
         return []
     prog = ensure(progress)
-    ray = _ray()
+    ray = _ray(address)  # before any run is recorded: a missing ray (or Ray Client's grpcio) is one line, no failed runs
     reg = reg or Registry()
     bbs: dict[tuple, Any] = {}
     runs: list[PreparedRun] = []
     try:
         for s in specs:
-            key = (s.base, s.device)
+            base = run_base(reg, s.base, s.pool, s.adapters, required=s.method is not None).spec
+            key = (base, s.device)
             if key not in bbs:
                 prog.log("loading the base model (the driver computes each run's config)")
-                bbs[key] = load_backbone(s.base, device=s.device)
+                bbs[key] = load_backbone(base, device=s.device)
             runs.append(PreparedRun(s.tasks, reg=reg, bb=bbs[key], adapters=s.adapters, weights=s.weights, merger=s.merger,
                                     params=s.params, pool=s.pool, base_only=s.base_only, bbh_dir=s.bbh_dir, limit=s.limit,
                                     batch_size=s.batch_size, device=s.device, label=s.label,

@@ -478,8 +478,9 @@ def compose_for_task(reg, task_spec: str, pool: str, merger: str = "lasrc", view
                      bbh_dir: str | None = None, progress: Progress | None = None, **compose_kw: Any) -> TaskComposition:
     """``scalectl compose --task``: retrieve the global candidates for the task's support set, search their
     weights on it (LoRAHub's rule for ``lorahub``, else the linear anchor), and compose them with ``merger``."""
-    from .backbone import load_backbone, same_base
+    from .backbone import load_backbone
     from .compose import compose
+    from .evaluate import run_base
     from .retrieve import retrieve
     from .tasks import bbh
 
@@ -487,22 +488,20 @@ def compose_for_task(reg, task_spec: str, pool: str, merger: str = "lasrc", view
     if len(tasks) != 1:
         raise EvalError(f"--task must name one task for compose, got {len(tasks)} ({task_spec})")
     task = tasks[0]
-    prow = next((p for p in reg.pools() if p["name"] == pool), None)
-    if prow is None:
-        raise EvalError(f"no pool {pool!r}; `scalectl pool pools` lists them")
+    base_spec = run_base(reg, base, pool, required=True)  # the pool and its base, checked before anything loads
     support = [{"input": e.input, "target": e.target} for e in task.support]
     r = retrieve(reg, pool, view, support, None, n_global=n_global, n_local=1, embedder=embedder)
     names = [n for n, _ in r.global_candidates]
     prog = ensure(progress)
-    bb = load_backbone(base or prow["base_model"])
-    if not same_base(prow["base_model"], bb.base.canonical):
-        raise EvalError(f"the backbone is {bb.base.spec!r} but pool {pool!r} is on {prow['base_model']!r}")
+    prog.log("loading the base model")
+    bb = load_backbone(base_spec.spec)
     factors = [reg.load_factors(n, pool) for n in names]
     rule = "lorahub" if merger == "lorahub" else "linear"
     res = search_weights(bb, factors, support, search or SearchConfig(), rule=rule, progress=prog)
     if all(w == 0 for w in res.weights):
         raise EvalError("the weight search kept every weight at 0 (the base model fits the support set best); "
                         "nothing to compose")
-    out = compose(reg, names, res.weights, merger, compose_kw.pop("params", None), pool=pool, **compose_kw)
+    out = compose(reg, names, res.weights, merger, compose_kw.pop("params", None), pool=pool, base=base_spec.spec,
+                  **compose_kw)
     return TaskComposition(task=task.name, candidates=names, weights=res.weights, search=res, retrieval=r.to_dict(),
                            result=out)

@@ -254,6 +254,10 @@ class Registry:
                "from pools p left join adapters a on a.pool = p.name group by p.name order by p.name")
         return [dict(r) for r in self.db.query(sql)]
 
+    def pool(self, name: str | None) -> dict[str, Any] | None:
+        """One pool's row (name, base_model, description, created, adapters), or None when there is no such pool."""
+        return next((p for p in self.pools() if p["name"] == name), None) if name else None
+
     def list(self, pool: str | None = None, base_model: str | None = None, tag: str | None = None) -> list[dict[str, Any]]:
         where, args = [], []
         if pool:
@@ -281,7 +285,7 @@ class Registry:
             raise RegistryError(f"no adapter named {name!r}" + (f" in pool {pool!r}" if pool else "") + hint)
         if len(rows) > 1:
             pools = ", ".join(r["pool"] for r in rows)
-            raise RegistryError(f"adapter name {name!r} is in several pools ({pools}); pass --pool or POOL:NAME")
+            raise RegistryError(f"adapter name {name!r} is in several pools ({pools}); name one as POOL:NAME or give its pool")
         row = rows[0]
         row["examples"] = [
             {"input": e["input"], "output": e["output"]}
@@ -347,8 +351,11 @@ class Registry:
                     pool: str | None = None, name: str | None = None, base_model: str | None = None,
                     tags: list[str] | None = None, description: str | None = None, source_task: str | None = None,
                     examples: list[dict[str, str]] | None = None, replace: bool = False, force: bool = False,
-                    allow_pickle: bool = False, fetch: bool = False) -> AddResult:
+                    allow_pickle: bool = False, fetch: bool = False, default_pool: str | None = None) -> AddResult:
         """``scalectl pool add``: local adapter dirs, ``hf:`` ids and/or one manifest, in one transaction.
+
+        The pool is ``pool``, else the manifest's own, else ``default_pool`` (the CLI passes ``SCALECTL_POOL``),
+        else ``default``.
 
         Everything is inspected and validated before the first write; hub ids given directly are
         snapshotted now, hub ids in a manifest are registered as ``remote`` unless ``fetch``.
@@ -376,7 +383,8 @@ class Registry:
                 cands.append(self.candidate_from_hub(src, name, allow_pickle=allow_pickle, fields=fields))
             else:
                 cands.append(self.candidate_from_path(src, name, allow_pickle=allow_pickle, fields=fields))
-        res = self.add(cands, pool=pool or (m.pool if m else None), base_model=base_model or (m.base_model if m else None),
+        res = self.add(cands, pool=pool or (m.pool if m else None) or default_pool,
+                       base_model=base_model or (m.base_model if m else None),
                        replace=replace, force=force, tags=tags, pool_description=m.description if m else None)
         res.warnings[:0] = warnings
         return res

@@ -3,7 +3,10 @@
 ``scalectl report --markdown docs/results.md`` does everything: for every (row, task) it looks up a
 finished run in the registry (label ``results:ROW``, that one task, the same query cap and pool); it runs
 the missing ones (serially in task-major order, so whatever finishes is a complete subset of tasks, or
-fanned out with ``--ray``); then it renders the tables from the query records alone:
+fanned out with ``--ray``); then it renders the tables from the query records alone. With ``--rows`` (run only
+these) or ``--no-run`` it renders whatever has finished: rows and tasks without a finished run are left out of the
+tables, the page says at the top which ones and the command that fills them in, and a paired statistic appears
+only where both sides are on the page ('-' and the reason elsewhere). The tables:
 
 - Table 1, matched reuse: zero-shot, LoRAHub, iLoRAComp (ilc), LMix-FR, LMix-SR, LASRC.
 - Table 2, merge-operator controls: ilc, TIES, DARE+TIES, DARE-add, LASRC (ilc's retrieval and weights).
@@ -109,12 +112,11 @@ def pool_row(reg, pool: str) -> dict[str, Any]:
 def prepare_pool(reg, pool: str, views: tuple[str, ...] = ("retrieval", "balanced", "qa"), log=None) -> None:
     """Register the shipped demo pool when it is the one asked for and absent; index the views the rows use
     (only adapters whose text changed are embedded again)."""
-    from .demo import DEMO_POOL, shipped_manifests
+    from .demo import DEMO_POOL, demo_manifest
     from .index import build_index
 
     if pool == DEMO_POOL and not reg.list(pool=pool):
-        for m in shipped_manifests():
-            reg.add_sources(manifest=m, replace=True)
+        reg.add_sources(manifest=demo_manifest(), replace=True)
         if log:
             log(f"registered the shipped pool {pool}")
     pool_row(reg, pool)
@@ -144,10 +146,10 @@ def run_missing(reg, tasks: list[str], limit: int | None, pool: str, *, base: st
                 keys: list[str] | None = None, ray: str | None = None, ray_workers: int | None = None, progress=None,
                 on_done=None) -> list[str]:
     """Run every missing (row, task); returns the new run ids. ``ray``: fan out (see :mod:`scalectl.fanout`)."""
-    from .backbone import load_backbone, same_base
-    from .evaluate import run_eval
+    from .backbone import load_backbone
+    from .evaluate import run_base, run_eval
 
-    prow = pool_row(reg, pool)
+    pool_row(reg, pool)  # an unknown pool is refused before anything runs
     jobs = missing_jobs(reg, tasks, limit, pool, keys)
     if not jobs:
         return []
@@ -162,10 +164,7 @@ def run_missing(reg, tasks: list[str], limit: int | None, pool: str, *, base: st
             for (r, t), res in zip(jobs, done):
                 on_done(r, t, res)
         return [res.run_id for res in done]
-    bb = load_backbone(base, device=device)  # None: the embedded default
-    if not same_base(prow["base_model"], bb.base.canonical):
-        raise EvalError(f"the backbone is {bb.base.spec!r} but pool {pool!r} is on {prow['base_model']!r}; "
-                        f"pass --base {prow['base_model']}")
+    bb = load_backbone(run_base(reg, base, pool, required=True).spec, device=device)  # None: the pool's base
     ids = []
     for r, t in jobs:
         res = run_eval([t], reg=reg, bb=bb, pool=pool, method=method_config(r), bbh_dir=bbh_dir, limit=limit,
@@ -199,7 +198,12 @@ SEARCHES_OF = {"lmix-fr": "ilc", "lmix-sr": "ilc"}
 
 
 def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, Any]:
-    """Every row's records and costs over the tasks that every row completed."""
+    """Every finished row's records and costs over the tasks that all of them finished.
+
+    The page is one rectangle, rows x tasks, every row on it finished on every task on it (the paired statistics
+    need the same queries). Rows are taken in table order, zero-shot (the baseline) first: a row is on the page
+    when it finished at least one of the tasks the page has so far, which then narrow to those. Rows and tasks
+    left out are listed (``missing_rows``, ``missing_tasks``); with every row on every task the page is complete."""
     runs = reg.runs(kind="eval", status="done")
     found: dict[str, dict[str, dict[str, Any]]] = {r.key: {} for r in ROWS}
     for t in tasks:
@@ -207,10 +211,21 @@ def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, An
             run = find_run(reg, r, t, limit, pool, runs)
             if run is not None:
                 found[r.key][t] = run
-    complete = [t for t in tasks if all(t in found[r.key] for r in ROWS)]
-    partial = [t for t in tasks if t not in complete and any(t in found[r.key] for r in ROWS)]
-    data: dict[str, Any] = {"tasks": complete, "partial_tasks": partial, "rows": {}}
+    complete, shown = list(tasks), []
     for r in ROWS:
+        have = [t for t in complete if t in found[r.key]]
+        if have:
+            shown.append(r.key)
+            complete = have
+    if not shown:
+        complete = []
+    partial = [t for t in tasks if t not in complete and any(t in found[r.key] for r in ROWS)]
+    data: dict[str, Any] = {"tasks": complete, "partial_tasks": partial, "rows": {}, "shown": shown,
+                            "missing_rows": [r.key for r in ROWS if r.key not in shown],
+                            "missing_tasks": {t: sum(t in found[r.key] for r in ROWS) for t in tasks if t not in complete}}
+    for r in ROWS:
+        if r.key not in shown:
+            continue
         recs: dict[tuple[str, str], dict[str, Any]] = {}
         cost = {"search": 0.0, "compose": 0.0, "decode": 0.0, "retrieval": 0.0, "paths": 1.0, "rss_mb": 0.0}
         run_ids = []
@@ -219,9 +234,10 @@ def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, An
             run_ids.append(run["id"])
             for rec in reg.records(run["id"]):
                 recs[(rec["task"], rec["query_id"])] = rec
-            src = found[r.derived_from][t] if r.derived_from else run
+            src = found[r.derived_from].get(t, run) if r.derived_from else run
             pc = (src.get("summary") or {}).get("path_cost") or {}
-            cost["search"] += _search_seconds(found[SEARCHES_OF[r.key]][t] if r.key in SEARCHES_OF else src)
+            # (without ilc's run on the task, an LMix row's own searches are what it is charged)
+            cost["search"] += _search_seconds(found[SEARCHES_OF[r.key]].get(t, src) if r.key in SEARCHES_OF else src)
             cost["compose"] += float(pc.get("compose_seconds") or 0.0)
             cost["decode"] += float(pc.get("decode_seconds") or 0.0)
             cost["retrieval"] += float(pc.get("retrieval_seconds") or 0.0)
@@ -229,11 +245,15 @@ def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, An
             cost["rss_mb"] = max(cost["rss_mb"], float(pc.get("peak_rss_mb") or 0.0))
         data["rows"][r.key] = {"records": recs, "cost": cost, "runs": run_ids}
     if complete:
-        any_run = found["zero-shot"][complete[0]]
+        any_run = found[shown[0]][complete[0]]  # zero-shot's when it is on the page
         data["config"] = any_run["config"]
         data["base_model"] = any_run.get("base_model")
-        plan = ((found["ilc"][complete[0]].get("summary") or {}).get("plans") or {}).get(complete[0]) or {}
-        data["embedder"] = (plan.get("retrieval") or {}).get("embedder")
+        for k in ["ilc"] + shown:  # the index embedder: ilc's retrieval, else any retrieving row's
+            if complete[0] in found[k]:
+                plan = ((found[k][complete[0]].get("summary") or {}).get("plans") or {}).get(complete[0]) or {}
+                data["embedder"] = (plan.get("retrieval") or {}).get("embedder")
+                if data["embedder"]:
+                    break
     rows = reg.list(pool=pool)
     ranks = sorted({int(r["rank"]) for r in rows if r.get("rank")})
     data["pool_desc"] = f"{len(rows)} adapters" + (f", rank {'/'.join(map(str, ranks))}" if ranks else "")
@@ -254,30 +274,34 @@ def compute(data: dict[str, Any]) -> dict[str, Any]:
     from . import audit
 
     tasks = data["tasks"]
-    keys = sorted(data["rows"]["zero-shot"]["records"])
+    shown = [r for r in ROWS if r.key in data["rows"]]  # the rows on the page, in table order
+    keys = sorted(data["rows"][shown[0].key]["records"])
     t = np.array([k[0] for k in keys])
-    out: dict[str, Any] = {"n_queries": len(keys), "n_tasks": len(tasks), "rows": {}}
+    out: dict[str, Any] = {"n_queries": len(keys), "n_tasks": len(tasks), "rows": {},
+                           "missing_rows": list(data.get("missing_rows") or [])}
     correct = {}
-    for r in ROWS:
+    for r in shown:
         recs = data["rows"][r.key]["records"]
         missing = [k for k in keys if k not in recs]
         if missing:
             raise EvalError(f"row {r.key} lacks query {missing[0][0]} {missing[0][1]}: its runs cover other queries")
         correct[r.key] = np.array([recs[k]["correct"] for k in keys], dtype=float)
-    for r in ROWS:
+    # paired statistics only where both sides are on the page (None: the baseline has not finished)
+    vs = lambda k, base: _stats(correct[k], correct[base], t) if base in correct else None  # noqa: E731
+    for r in shown:
         names, acc, n = audit.task_accuracy(correct[r.key], t)
         row_out = {"macro": float(acc.mean()), "per_task": {str(a): float(b) for a, b in zip(names, acc)},
-                   "vs_ilc": _stats(correct[r.key], correct["ilc"], t),
-                   "vs_zero": _stats(correct[r.key], correct["zero-shot"], t),
-                   "vs_lasrc": _stats(correct[r.key], correct["lasrc"], t),
+                   "vs_ilc": vs(r.key, "ilc"), "vs_zero": vs(r.key, "zero-shot"), "vs_lasrc": vs(r.key, "lasrc"),
                    "cost": data["rows"][r.key]["cost"], "runs": data["rows"][r.key]["runs"]}
         out["rows"][r.key] = row_out
     # identical outputs between the matched merges (the demo found lasrc == linear on every query)
-    ilc = data["rows"]["ilc"]["records"]
-    out["same_outputs_as_ilc"] = {r.key: sum(data["rows"][r.key]["records"][k]["raw_output"] == ilc[k]["raw_output"]
-                                             for k in keys) for r in ROWS}
+    out["same_outputs_as_ilc"] = {}
+    if "ilc" in data["rows"]:
+        ilc = data["rows"]["ilc"]["records"]
+        out["same_outputs_as_ilc"] = {r.key: sum(data["rows"][r.key]["records"][k]["raw_output"] == ilc[k]["raw_output"]
+                                                 for k in keys) for r in shown}
     out["any_view_correct"] = None
-    sc = data["rows"]["scale"]["records"]
+    sc = data["rows"]["scale"]["records"] if "scale" in data["rows"] else {}
     if sc and all("views" in (sc[k].get("extra") or {}) for k in keys):
         out["any_view_correct"] = float(np.mean([any(v["correct"] for v in sc[k]["extra"]["views"].values()) for k in keys]))
     return out
@@ -312,57 +336,77 @@ def _verb(names: list[str]) -> str:
 
 
 def findings(res: dict[str, Any]) -> list[str]:
-    """Plain statements from the numbers: what beat what, with p and CI; where nothing beat the baseline."""
+    """Plain statements from the numbers: what beat what, with p and CI; where nothing beat the baseline.
+
+    On a partial page a statement is made only where every row it speaks of is on the page."""
     rows = res["rows"]
-    zero = rows["zero-shot"]["macro"]
+    has = lambda *keys: all(k in rows for k in keys)  # noqa: E731
     out = []
-    deploy = [r for r in ROWS if not r.uses_labels and r.key != "zero-shot"]
-    best = max(deploy, key=lambda r: rows[r.key]["macro"])
-    if rows[best.key]["macro"] > zero:
-        out.append(f"The best row that does not use labels is {best.title} at {_pt(rows[best.key]['macro'])} "
-                   f"(zero-shot {_pt(zero)}, {_d(rows[best.key]['vs_zero']['delta'])} points, "
-                   f"p {_p(rows[best.key]['vs_zero']['p'])}, CI {_ci(rows[best.key]['vs_zero'])}).")
-    else:
-        out.append(f"No row that does not use labels beats zero-shot ({_pt(zero)}) on the macro average.")
-    sig_zero = [r.title for r in deploy if rows[r.key]["vs_zero"]["p"] < 0.05 and rows[r.key]["vs_zero"]["delta"] > 0
-                and rows[r.key]["vs_zero"]["ci_low"] > 0]
-    below_zero = [r.title for r in deploy if rows[r.key]["vs_zero"]["delta"] <= 0]
-    out.append("Against zero-shot, " + (f"{', '.join(sig_zero)} {_verb(sig_zero)} with p < 0.05 and a task-bootstrap CI above 0."
-                                        if sig_zero else "no row improves with both p < 0.05 and a task-bootstrap CI above 0.")
-               + (f" {', '.join(below_zero)} do not beat zero-shot at all." if below_zero else ""))
-    lasrc = rows["lasrc"]["vs_ilc"]
-    out.append(f"LASRC against iLoRAComp (the matched merge test): {_d(lasrc['delta'])} points, flips "
-               f"{lasrc['i2c']}/{lasrc['c2i']}/{lasrc['unchanged']}, p {_p(lasrc['p'])}, CI {_ci(lasrc)}; "
-               f"{res['same_outputs_as_ilc']['lasrc']} of {res['n_queries']} outputs are identical to ilc's.")
-    beat_ilc = [r.title for r in deploy if r.key != "ilc" and rows[r.key]["vs_ilc"]["p"] < 0.05
-                and rows[r.key]["vs_ilc"]["delta"] > 0]
-    worse_ilc = [f"{r.title} ({_d(rows[r.key]['vs_ilc']['delta'])}, p {_p(rows[r.key]['vs_ilc']['p'])})" for r in deploy
-                 if r.key != "ilc" and rows[r.key]["vs_ilc"]["p"] < 0.05 and rows[r.key]["vs_ilc"]["delta"] < 0]
-    out.append("Against iLoRAComp, " + (f"{', '.join(beat_ilc)} {_verb(beat_ilc)} with p < 0.05." if beat_ilc
-                                        else "no row improves with p < 0.05.")
-               + (f" Worse with p < 0.05: {', '.join(worse_ilc)}." if worse_ilc else ""))
-    ops = [(row(k).title, rows[k]["vs_ilc"]) for k in ("ties", "dare-ties", "dare-linear")]
-    out.append("Merge-operator controls against iLoRAComp: " + "; ".join(
-        f"{t} {_d(v['delta'])} (flips {v['i2c']}/{v['c2i']}, p {_p(v['p'])})" for t, v in ops) + ".")
-    s, u, o = rows["scale"]["macro"], rows["scale-uniform"]["macro"], rows["scale-oracle"]["macro"]
-    line = (f"SCALE: support-weighted {_pt(s)}, uniform {_pt(u)}, oracle view choice {_pt(o)} (uses labels; "
-            f"headroom {_d(o - s)} points over support weighting)")
-    if res.get("any_view_correct") is not None:
-        line += f"; some view is right on {_pt(res['any_view_correct'])}% of queries"
-    out.append(line + f", at {rows['scale']['cost']['paths']:.0f}x the decoded paths.")
-    if o < s:
-        out.append("The oracle picks one view per task; agreement chooses per query, so it can beat the best single view "
-                   "per task, as it does here.")
-    sdp5, sdp7 = rows["sdp+lasrc@0.5"]["macro"], rows["sdp+lasrc@0.7"]["macro"]
-    out.append(f"SDP+LASRC: {_pt(sdp5)} at p=.5 and {_pt(sdp7)} at p=.7 (LASRC {_pt(rows['lasrc']['macro'])}).")
+    deploy = [r for r in ROWS if not r.uses_labels and r.key != "zero-shot" and r.key in rows]
+    if has("zero-shot"):
+        zero = rows["zero-shot"]["macro"]
+        if not deploy:
+            out.append(f"Zero-shot scores {_pt(zero)}; no other row that does not use labels has finished, so nothing is "
+                       "compared with it yet.")
+        else:
+            best = max(deploy, key=lambda r: rows[r.key]["macro"])
+            if rows[best.key]["macro"] > zero:
+                out.append(f"The best row that does not use labels is {best.title} at {_pt(rows[best.key]['macro'])} "
+                           f"(zero-shot {_pt(zero)}, {_d(rows[best.key]['vs_zero']['delta'])} points, "
+                           f"p {_p(rows[best.key]['vs_zero']['p'])}, CI {_ci(rows[best.key]['vs_zero'])}).")
+            else:
+                out.append(f"No row that does not use labels beats zero-shot ({_pt(zero)}) on the macro average.")
+            sig_zero = [r.title for r in deploy if rows[r.key]["vs_zero"]["p"] < 0.05 and rows[r.key]["vs_zero"]["delta"] > 0
+                        and rows[r.key]["vs_zero"]["ci_low"] > 0]
+            below_zero = [r.title for r in deploy if rows[r.key]["vs_zero"]["delta"] <= 0]
+            ci0 = "p < 0.05 and a task-bootstrap CI above 0."
+            out.append("Against zero-shot, " + (f"{', '.join(sig_zero)} {_verb(sig_zero)} with {ci0}" if sig_zero
+                                                else f"no row improves with both {ci0}")
+                       + (f" {', '.join(below_zero)} do not beat zero-shot at all." if below_zero else ""))
+    elif deploy:
+        best = max(deploy, key=lambda r: rows[r.key]["macro"])
+        out.append(f"The best row that does not use labels is {best.title} at {_pt(rows[best.key]['macro'])}; zero-shot "
+                   "has not finished on these tasks, so no row is compared with it.")
+    if has("lasrc", "ilc"):
+        lasrc = rows["lasrc"]["vs_ilc"]
+        out.append(f"LASRC against iLoRAComp (the matched merge test): {_d(lasrc['delta'])} points, flips "
+                   f"{lasrc['i2c']}/{lasrc['c2i']}/{lasrc['unchanged']}, p {_p(lasrc['p'])}, CI {_ci(lasrc)}; "
+                   f"{res['same_outputs_as_ilc']['lasrc']} of {res['n_queries']} outputs are identical to ilc's.")
+    others = [r for r in deploy if r.key != "ilc"]
+    if has("ilc") and others:
+        beat_ilc = [r.title for r in others if rows[r.key]["vs_ilc"]["p"] < 0.05 and rows[r.key]["vs_ilc"]["delta"] > 0]
+        worse_ilc = [f"{r.title} ({_d(rows[r.key]['vs_ilc']['delta'])}, p {_p(rows[r.key]['vs_ilc']['p'])})" for r in others
+                     if rows[r.key]["vs_ilc"]["p"] < 0.05 and rows[r.key]["vs_ilc"]["delta"] < 0]
+        out.append("Against iLoRAComp, " + (f"{', '.join(beat_ilc)} {_verb(beat_ilc)} with p < 0.05." if beat_ilc
+                                            else "no row improves with p < 0.05.")
+                   + (f" Worse with p < 0.05: {', '.join(worse_ilc)}." if worse_ilc else ""))
+    ops = [(row(k).title, rows[k]["vs_ilc"]) for k in ("ties", "dare-ties", "dare-linear") if k in rows]
+    if has("ilc") and ops:
+        out.append("Merge-operator controls against iLoRAComp: " + "; ".join(
+            f"{t} {_d(v['delta'])} (flips {v['i2c']}/{v['c2i']}, p {_p(v['p'])})" for t, v in ops) + ".")
+    if has("scale", "scale-uniform", "scale-oracle"):
+        s, u, o = rows["scale"]["macro"], rows["scale-uniform"]["macro"], rows["scale-oracle"]["macro"]
+        line = (f"SCALE: support-weighted {_pt(s)}, uniform {_pt(u)}, oracle view choice {_pt(o)} (uses labels; "
+                f"headroom {_d(o - s)} points over support weighting)")
+        if res.get("any_view_correct") is not None:
+            line += f"; some view is right on {_pt(res['any_view_correct'])}% of queries"
+        out.append(line + f", at {rows['scale']['cost']['paths']:.0f}x the decoded paths.")
+        if o < s:
+            out.append("The oracle picks one view per task; agreement chooses per query, so it can beat the best single view "
+                       "per task, as it does here.")
+    if has("sdp+lasrc@0.5", "sdp+lasrc@0.7"):
+        sdp5, sdp7 = rows["sdp+lasrc@0.5"]["macro"], rows["sdp+lasrc@0.7"]["macro"]
+        out.append(f"SDP+LASRC: {_pt(sdp5)} at p=.5 and {_pt(sdp7)} at p=.7"
+                   + (f" (LASRC {_pt(rows['lasrc']['macro'])})." if has("lasrc") else "."))
     if res["n_tasks"] < 10:
         out.append(f"With {res['n_tasks']} tasks the task-stratified bootstrap resamples very few values: its intervals "
                    "are coarse (and can exclude 0 while the query-level p does not); read them with the p-value.")
-    tasks_none = [t for t in rows["zero-shot"]["per_task"]
-                  if all(rows[r.key]["per_task"][t] <= rows["zero-shot"]["per_task"][t] for r in deploy)]
-    if tasks_none:
-        names = ", ".join(x.split("/")[-1] for x in tasks_none)
-        out.append(f"On {len(tasks_none)} task(s) no row beats zero-shot: {names}.")
+    if has("zero-shot") and deploy:
+        tasks_none = [t for t in rows["zero-shot"]["per_task"]
+                      if all(rows[r.key]["per_task"][t] <= rows["zero-shot"]["per_task"][t] for r in deploy)]
+        if tasks_none:
+            names = ", ".join(x.split("/")[-1] for x in tasks_none)
+            out.append(f"On {len(tasks_none)} task(s) no row beats zero-shot: {names}.")
     return out
 
 
@@ -376,6 +420,9 @@ def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, l
     L = ["# Results on record", "",
          f"Generated {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `{command}` from the "
          "query records in the registry; every number below is computed from those records.", ""]
+    m = missing(data, command)
+    if m:  # said first, plainly: what is not on this page and the command that fills it in
+        L += ["> " + missing_text(m, len(requested)), ""]
     L += ["## Setup", "",
           f"- Backbone: `{data.get('base_model')}`" + (" (the embedded default, `smollm2-135m`)" if embedded else "")
           + f", device `{cfg.get('device')}`, {cfg.get('dtype')}; greedy decoding, batch {cfg.get('batch_size')}, "
@@ -399,62 +446,81 @@ def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, l
     head = ["Method", "Operator", "Paths", "Avg EM", "vs iLC", "flips vs iLC", "p", "95% CI", "vs zero-shot",
             "flips vs zero-shot", "p", "95% CI"]
 
+    def pair(s: dict[str, Any] | None) -> list[str]:  # delta, flips, p, CI; '-' where the baseline has not finished
+        if s is None:
+            return ["-"] * 4
+        return [_d(s["delta"]), f"{s['i2c']}/{s['c2i']}/{s['unchanged']}", _p(s["p"]), _ci(s)]
+
     def line(key: str) -> list[str]:
         r, x = row(key), rows[key]
-        vi, vz = x["vs_ilc"], x["vs_zero"]
-        return [r.title, r.operator, f"{x['cost']['paths']:.0f}", _pt(x["macro"]),
-                _d(vi["delta"]), f"{vi['i2c']}/{vi['c2i']}/{vi['unchanged']}", _p(vi["p"]), _ci(vi),
-                _d(vz["delta"]), f"{vz['i2c']}/{vz['c2i']}/{vz['unchanged']}", _p(vz["p"]), _ci(vz)]
+        return [r.title, r.operator, f"{x['cost']['paths']:.0f}", _pt(x["macro"])] + pair(x["vs_ilc"]) + pair(x["vs_zero"])
+
+    def table(keys, header: list[str], cells, against: tuple[str, ...]) -> list[str]:
+        """The rows of ``keys`` on the page; a note for each baseline in ``against`` whose cells read '-'."""
+        keys = [k for k in keys if k in rows]
+        if not keys:
+            return ["None of this table's rows has finished on these tasks yet.", ""]
+        notes = [f"`-`: {row(b).title} (`{b}`) has no finished run on these tasks, so nothing is paired with it."
+                 for b in against if b not in rows]
+        return _table(header, [cells(k) for k in keys]) + [""] + ([*notes, ""] if notes else [])
 
     L += ["## What happened", ""] + [f"- {s}" for s in findings(res)] + [""]
     L += ["## Table 1: matched reuse", "",
           "Retrieval, support set, weight search, decoding and scoring fixed; only the composition changes.", ""]
-    L += _table(head, [line(k) for k in ("zero-shot", "lorahub", "ilc", "lmix-fr", "lmix-sr", "lasrc")]) + [""]
+    L += table(("zero-shot", "lorahub", "ilc", "lmix-fr", "lmix-sr", "lasrc"), head, line, ("ilc", "zero-shot"))
     L += ["## Table 2: merge-operator controls", "",
           "ilc's retrieval, clusters and searched weights; each cluster merged with the operator's defaults "
           "(TIES density .2; DARE drop .5, seed 42).", ""]
-    t2 = []
-    for k in ("ilc", "ties", "dare-ties", "dare-linear", "lasrc"):
+
+    def t2(k: str) -> list[str]:
         r, x = row(k), rows[k]
-        t2.append([r.title, r.operator, _pt(x["macro"]), _d(x["vs_ilc"]["delta"]), _d(x["vs_lasrc"]["delta"]),
-                   f"{x['vs_ilc']['i2c']}/{x['vs_ilc']['c2i']}/{x['vs_ilc']['unchanged']}", _p(x["vs_ilc"]["p"]),
-                   f"{res['same_outputs_as_ilc'][k]}/{res['n_queries']}"])
-    L += _table(["Method", "Operator", "Avg EM", "vs iLC", "vs LASRC", "flips vs iLC", "p", "outputs = iLC"], t2) + [""]
+        vi = pair(x["vs_ilc"])
+        same = res["same_outputs_as_ilc"]
+        return [r.title, r.operator, _pt(x["macro"]), vi[0], pair(x["vs_lasrc"])[0], vi[1], vi[2],
+                f"{same[k]}/{res['n_queries']}" if k in same else "-"]
+
+    L += table(("ilc", "ties", "dare-ties", "dare-linear", "lasrc"),
+               ["Method", "Operator", "Avg EM", "vs iLC", "vs LASRC", "flips vs iLC", "p", "outputs = iLC"], t2,
+               ("ilc", "lasrc"))
     L += ["## Table 3: sparsity and SCALE", "", "Cost is decoded prediction paths per query relative to one view.", ""]
-    t3 = []
-    for k, views, rate, sel in (("ilc", 1, "-", "-"), ("lasrc", 1, "-", "-"), ("sdp+lasrc@0.5", 1, ".5", "-"),
-                                ("sdp+lasrc@0.7", 1, ".7", "-"), ("scale-uniform", 3, ".5", "uniform"),
-                                ("scale", 3, ".5", "support"), ("scale-oracle", 3, ".5", "test labels")):
-        x = rows[k]
-        t3.append([row(k).title, str(views), rate, sel, f"{x['cost']['paths']:.1f}x", _pt(x["macro"]),
-                   _d(x["vs_lasrc"]["delta"]), f"{x['vs_ilc']['i2c']}/{x['vs_ilc']['c2i']}/{x['vs_ilc']['unchanged']}",
-                   _p(x["vs_ilc"]["p"]), _ci(x["vs_ilc"])])
-    L += _table(["Method", "Views", "SDP", "Selection", "Cost", "Avg EM", "vs LASRC", "flips vs iLC", "p vs iLC",
-                 "95% CI vs iLC"], t3) + [""]
+    t3_rows = {"ilc": (1, "-", "-"), "lasrc": (1, "-", "-"), "sdp+lasrc@0.5": (1, ".5", "-"),
+               "sdp+lasrc@0.7": (1, ".7", "-"), "scale-uniform": (3, ".5", "uniform"), "scale": (3, ".5", "support"),
+               "scale-oracle": (3, ".5", "test labels")}
+
+    def t3(k: str) -> list[str]:
+        x, (views, rate, sel) = rows[k], t3_rows[k]
+        vi = pair(x["vs_ilc"])
+        return [row(k).title, str(views), rate, sel, f"{x['cost']['paths']:.1f}x", _pt(x["macro"]),
+                pair(x["vs_lasrc"])[0], vi[1], vi[2], vi[3]]
+
+    L += table(tuple(t3_rows), ["Method", "Views", "SDP", "Selection", "Cost", "Avg EM", "vs LASRC", "flips vs iLC",
+                                "p vs iLC", "95% CI vs iLC"], t3, ("lasrc", "ilc"))
     L += ["## Table 4: every row, paired against iLoRAComp and zero-shot", ""]
-    L += _table(head, [line(r.key) for r in ROWS]) + [""]
+    L += table(ROW_KEYS, head, line, ("ilc", "zero-shot"))
     L += ["## Path cost in seconds", "",
           "Summed over the tasks. Search is the weight-search time as first measured, counted for every row that "
           "needs it (ilc and its matched variants share searches through the search cache; a method run alone "
           "would pay it; LMix-FR and LMix-SR need all of ilc's cluster searches; LoGo's is its one signal pass). "
           "Compose and decode are each run's own. SCALE's derived rows (uniform, oracle) reuse "
           "the SCALE run's decoding and report its cost.", ""]
-    tc = []
     nq = max(res["n_queries"], 1)
-    for r in ROWS:
-        c = rows[r.key]["cost"]
+
+    def cost(k: str) -> list[str]:
+        c = rows[k]["cost"]
         total = c["search"] + c["compose"] + c["decode"] + c["retrieval"]
-        tc.append([r.title, f"{c['paths']:.0f}", f"{c['retrieval']:.1f}", f"{c['search']:.1f}", f"{c['compose']:.1f}",
-                   f"{c['decode']:.1f}", f"{total:.1f}", f"{total / nq:.2f}", f"{c['rss_mb']:.0f}"])
-    L += _table(["Method", "Paths", "Retrieval s", "Search s", "Compose s", "Decode s", "Total s", "s / query",
-                 "Peak RSS MB"], tc) + [""]
+        return [row(k).title, f"{c['paths']:.0f}", f"{c['retrieval']:.1f}", f"{c['search']:.1f}", f"{c['compose']:.1f}",
+                f"{c['decode']:.1f}", f"{total:.1f}", f"{total / nq:.2f}", f"{c['rss_mb']:.0f}"]
+
+    L += table(ROW_KEYS, ["Method", "Paths", "Retrieval s", "Search s", "Compose s", "Decode s", "Total s", "s / query",
+                          "Peak RSS MB"], cost, ())
     L += ["## Per-task accuracy (EM, %)", ""]
-    tasks = list(rows["zero-shot"]["per_task"])
-    L += _table(["Task"] + [row(k).title for k in ROW_KEYS],
-                [[t.split("/")[-1]] + [_pt(rows[k]["per_task"][t]) for k in ROW_KEYS] for t in tasks]) + [""]
+    shown = [k for k in ROW_KEYS if k in rows]
+    tasks = list(rows[shown[0]]["per_task"])
+    L += _table(["Task"] + [row(k).title for k in shown],
+                [[t.split("/")[-1]] + [_pt(rows[k]["per_task"][t]) for k in shown] for t in tasks]) + [""]
     L += ["## Runs", "", "Each (row, task) is one registry run labelled `results:ROW`; "
           "`scalectl audit paired --baseline RUN` and `scalectl runs show RUN` open any of them.", ""]
-    L += [f"- {row(k).title}: " + ", ".join(f"`{i}`" for i in rows[k]["runs"]) for k in ROW_KEYS] + [""]
+    L += [f"- {row(k).title}: " + ", ".join(f"`{i}`" for i in rows[k]["runs"]) for k in shown] + [""]
     L += ["## Reproduce", "", "```", command, "```", "",
           "Finished (row, task) runs are reused; missing ones are run first (add `--ray` to fan them out). "
           "Weight searches are cached under `$SCALECTL_HOME/cache/search` by their full content "
@@ -462,24 +528,54 @@ def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, l
     return "\n".join(L)
 
 
+def missing(data: dict[str, Any], command: str) -> dict[str, Any] | None:
+    """What a partial page lacks: the rows and the tasks not on it, and the command that runs them; None when the
+    page is complete (every row on every requested task)."""
+    rows, tasks = list(data.get("missing_rows") or []), dict(data.get("missing_tasks") or {})
+    if not rows and not tasks:
+        return None
+    return {"rows": rows, "tasks": tasks, "command": command}
+
+
+def missing_text(m: dict[str, Any], n_tasks: int) -> str:
+    """One plain sentence (the page's opening note and the CLI's one-line summary)."""
+    parts = []
+    if m["rows"]:
+        parts.append(f"{len(m['rows'])} of {len(ROWS)} rows ("
+                     + ", ".join(f"{row(k).title} (`{k}`)" for k in m["rows"]) + ")")
+    if m["tasks"]:
+        parts.append(f"{len(m['tasks'])} of {n_tasks} tasks ("
+                     + ", ".join(f"{t.split('/')[-1]}: {n} of {len(ROWS)} rows finished" for t, n in m["tasks"].items())
+                     + ")")
+    return (f"Partial page: not finished yet, so not in the tables: {' and '.join(parts)}. "
+            f"`{m['command']}` runs what is missing and rewrites the page.")
+
+
 def write_markdown(reg, out: str | Path, tasks: list[str], limit: int | None, pool: str, command: str) -> dict[str, Any]:
     from .fsutil import atomic_file
 
     data = collect(reg, tasks, limit, pool)
     if not data["tasks"]:
-        raise EvalError("no task has a finished run for every row yet; run without --no-run to run them")
+        # a page without a single number would only replace a page that has some: refuse, write nothing
+        raise EvalError(f"nothing is finished yet: no row has a finished run on the {len(tasks)} requested task(s) with "
+                        + (f"--limit {limit}" if limit else "every query") + f" on pool {pool!r}, so no page was written; "
+                        f"`{command}` runs them")
     res = compute(data)
     text = render(res, data, command, pool, limit, tasks)
     with atomic_file(out, encoding="utf-8") as f:
         f.write(text)
     res["tasks"] = data["tasks"]
     res["partial_tasks"] = data["partial_tasks"]
+    res["missing"] = missing(data, command)
     res["path"] = str(out)
     return res
 
 
 def summary_json(res: dict[str, Any]) -> dict[str, Any]:
+    m = res.get("missing")
     return {"path": res["path"], "tasks": res["tasks"], "partial_tasks": res["partial_tasks"], "n_queries": res["n_queries"],
+            "complete": m is None, "missing_rows": m["rows"] if m else [],
+            "missing_tasks": list(m["tasks"]) if m else [], "fill_command": m["command"] if m else None,
             "rows": {k: {"macro_accuracy": v["macro"], "vs_ilc": v["vs_ilc"], "vs_zero_shot": v["vs_zero"],
                          "cost": v["cost"], "runs": v["runs"]} for k, v in res["rows"].items()},
             "findings": findings(res)}

@@ -161,6 +161,20 @@ def heldout_em(bb, examples: list[dict[str, str]]) -> float:
     return sum(exact_match(o, e["target"]) for o, e in zip(outs, examples)) / len(examples)
 
 
+def peft_model(model, lcfg):
+    """``peft.get_peft_model`` without the FutureWarning that is not the user's: PEFT (0.21, the newest release) asks
+    the backbone for ``is_gradient_checkpointing``, an alias transformers 5 deprecated in favour of
+    ``is_activation_checkpointing``. Nothing here uses gradient checkpointing, so only that one warning is dropped;
+    it goes away by itself once PEFT reads the new name."""
+    import warnings
+
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, lcfg)
+
+
 def command_line(cfg: TrainConfig, name: str | None, pool: str | None, out: str | None = None) -> str:
     parts = ["scalectl", "pool", "train", "--skill", cfg.skill]
     if cfg.base:
@@ -190,10 +204,10 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
     (``cfg.skill`` is then only a label, ``description`` its one-line description and ``command``
     the command that reproduces the run); the two-hop probe uses this for its fact sets."""
     import torch
-    from peft import LoraConfig, TaskType, get_peft_model, get_peft_model_state_dict
+    from peft import LoraConfig, TaskType, get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    from .backbone import load_backbone, resolve_base, same_base
+    from .backbone import choose_base, load_backbone, resolve_base, same_base
     from .fsutil import atomic_dir
     from .registry import NAME_RE, Registry
     from .tasks import skills
@@ -214,13 +228,17 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
     out = Path(out).expanduser() if out else paths.home() / "adapters" / (pool or DEFAULT_POOL) / name
     if out.exists() and not overwrite:
         raise EvalError(f"{out} already exists; pass --overwrite to replace it")
-    base_spec = resolve_base(cfg.base)
-    base_id = base_spec.embedded.hub_id if base_spec.embedded else base_spec.spec
+    pool_base = None
     if register:
         reg = reg or Registry()
-        known = {p["name"]: p for p in reg.pools()}
-        if pool in known and known[pool]["base_model"] and not same_base(known[pool]["base_model"], base_id):
-            raise EvalError(f"pool {pool!r} is on {known[pool]['base_model']!r} but the backbone is {base_id!r}; "
+        prow = reg.pool(pool)
+        pool_base = prow["base_model"] if prow else None
+    # --base (or SCALECTL_BASE), else the pool's base, else the embedded default; resolved without loading
+    base_spec = bb.base if bb is not None else resolve_base(choose_base(cfg.base, pool_base))
+    base_id = base_spec.spec if base_spec.kind == "local" else base_spec.canonical  # what PEFT records
+    if register:
+        if pool_base and not same_base(pool_base, base_id):
+            raise EvalError(f"pool {pool!r} is on {pool_base!r} but the backbone is {base_spec.spec!r}; "
                             "train into another --pool")
         if any(r["name"] == name for r in reg.list(pool=pool)) and not overwrite:
             raise EvalError(f"{pool}:{name} is already registered; pass --overwrite to retrain it")
@@ -233,7 +251,7 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
 
     if bb is None:
         prog.log("loading the base model")
-        bb = load_backbone(cfg.base, device=device)
+        bb = load_backbone(base_spec.spec, device=device)
     model = bb.model
     targets = cfg.targets or _default_targets(model)
     for p in model.parameters():
@@ -247,7 +265,7 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
     task_type = TaskType.SEQ_2_SEQ_LM if bb.is_seq2seq else TaskType.CAUSAL_LM
     lcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules=targets, lora_dropout=0.0, bias="none",
                       task_type=task_type)
-    pm = get_peft_model(model, lcfg)
+    pm = peft_model(model, lcfg)
     try:
         trainable = [p for p in pm.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.0)

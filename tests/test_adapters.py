@@ -170,3 +170,34 @@ def test_bad_inputs_raise_adapter_errors(tmp_path, adapter_copy):
     (d / "adapter_config.json").write_text(json.dumps(cfg))
     with pytest.raises(AdapterError, match="contradict the declared rank 8"):
         inspect_adapter(d)
+
+
+@pytest.mark.parametrize("umask,fmode,dmode", [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775)])
+def test_save_adapter_and_atomic_file_use_the_umask_modes(tmp_path, umask, fmode, dmode):
+    import os
+    import stat
+
+    from scalectl.fsutil import atomic_dir, atomic_file, current_umask
+
+    A = {"model.layers.0.self_attn.q_proj": torch.ones(2, 4)}
+    B = {"model.layers.0.self_attn.q_proj": torch.ones(4, 2)}
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        out = save_adapter(tmp_path / "ad", A, B, extra_files={"scalectl.json": "{}"})
+        with atomic_file(tmp_path / "page.md") as f:
+            f.write("x\n")
+        with atomic_dir(tmp_path / "tree") as tmp:
+            (tmp / "sub").mkdir()
+            (tmp / "sub" / "priv").write_text("x")
+            os.chmod(tmp / "sub" / "priv", 0o600)  # as a library's private temp file would be
+            os.chmod(tmp / "sub", 0o700)
+    finally:
+        os.umask(old)
+    assert mode(out) == dmode
+    assert sorted(p.name for p in out.iterdir()) == ["adapter_config.json", "adapter_model.safetensors", "scalectl.json"]
+    assert {p.name: oct(mode(p)) for p in out.iterdir()} == {p.name: oct(fmode) for p in out.iterdir()}
+    assert mode(tmp_path / "page.md") == fmode
+    assert (mode(tmp_path / "tree"), mode(tmp_path / "tree" / "sub"), mode(tmp_path / "tree" / "sub" / "priv")) \
+        == (dmode, dmode, fmode)

@@ -350,3 +350,35 @@ def test_list_mergers():
     sdp = next(r for r in rows if r["merger"] == "sdp")
     assert sdp["params"] == {"drop_rate": 0.5, "rescale": True, "preserve_norm": True, "seed": 42}
     assert math.isfinite(las["params"]["kappa"])
+
+
+# ---------------------------------------------------------------- file modes (shared storage)
+
+
+def _modes(root):
+    import os
+    import stat
+
+    out = {".": stat.S_IMODE(os.stat(root).st_mode)}
+    for p in sorted(root.rglob("*")):
+        out[str(p.relative_to(root)) + ("/" if p.is_dir() else "")] = stat.S_IMODE(os.lstat(p).st_mode)
+    return out
+
+
+@pytest.mark.parametrize("umask,fmode,dmode", [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775)])
+def test_written_files_get_the_umask_modes(pool, tmp_path, umask, fmode, dmode):
+    """Weights used to be 0600 (safetensors writes them private) and dirs 0755 whatever the umask: every file and
+    directory of a composed adapter and of a merged model now has what open()/mkdir give under the umask."""
+    import os
+
+    old = os.umask(umask)
+    try:
+        ok("compose", "--merger", "linear", "--adapters", ",".join(NAMES), "--out", tmp_path / "ad",
+           "--merge-into-base", tmp_path / "full", "--no-register")
+    finally:
+        os.umask(old)
+    for root in (tmp_path / "ad", tmp_path / "full"):
+        modes = _modes(root)
+        assert any(k.endswith(".safetensors") for k in modes), modes
+        want = {k: (dmode if k == "." or k.endswith("/") else fmode) for k in modes}
+        assert {k: oct(v) for k, v in modes.items()} == {k: oct(v) for k, v in want.items()}

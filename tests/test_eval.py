@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SHARED
+from conftest import BBH
 from helpers import write_bbh
 from typer.testing import CliRunner
 
@@ -153,7 +153,7 @@ def test_backbone_and_pool_on_different_bases(tiny_bbh, llama_base, t5_adapter):
     r = runner.invoke(app, ["eval", "--adapters", "t5-skill", "--pool", "t5pool", "--task", "tiny_tf",
                             "--bbh-dir", str(tiny_bbh), "--base", str(llama_base)])
     assert r.exit_code == 1
-    assert "the backbone is" in r.stderr and "--base" in r.stderr
+    assert "pool 't5pool' is on" in r.stderr and "but the base model is" in r.stderr and "--base" in r.stderr
     assert Registry().runs() == []
 
 
@@ -171,10 +171,9 @@ def test_failed_decode_marks_run_failed(tiny_bbh, llama_base, monkeypatch):
     assert run["status"] == "failed" and "decoder exploded" in run["error"]
 
 
-@pytest.mark.skipif(not (SHARED / "data" / "bbh").is_dir(), reason="needs ../shared/data/bbh")
 def test_real_bbh_file_through_tiny_model(llama_base):
     """The shipped BBH files decode end to end (plain prompts: the tiny tokenizer has no chat template)."""
-    res = run_eval("bbh/navigate", base=str(llama_base), base_only=True, bbh_dir=str(SHARED / "data" / "bbh"), limit=3)
+    res = run_eval("bbh/navigate", base=str(llama_base), base_only=True, bbh_dir=str(BBH), limit=3)
     assert res.n_queries == 3 and res.tasks[0].task == "bbh/navigate"
 
 

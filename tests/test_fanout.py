@@ -117,3 +117,21 @@ def test_ray_missing_is_one_clear_error_before_any_run(world, llama_base, monkey
     with pytest.raises(ScalectlError, match="--ray needs the ray package"):
         run_specs([RunSpec(tasks="mix_a", base_only=True, base=str(llama_base), bbh_dir=str(d), device="cpu")], reg=reg)
     assert len(reg.runs()) == n
+
+
+def test_ray_client_without_grpc_is_one_clear_error_before_any_run(tmp_path, llama_base, monkeypatch):
+    """A plain `pip install ray` has no grpcio: `--ray ray://...` says which extra brings it, and records nothing."""
+    import sys
+
+    d = write_two_task_bbh(tmp_path / "bbh")
+    reg = Registry()
+    monkeypatch.setitem(sys.modules, "grpc", None)  # import grpc -> ImportError, as without ray[client]
+    r = runner.invoke(app, ["eval", "--task", "mix_a", "--base-only", "--base", str(llama_base), "--bbh-dir", str(d),
+                            "--limit", "2", "--device", "cpu", "--ray", "ray://127.0.0.1:10001"])
+    assert r.exit_code == 1, (r.stdout, r.stderr)
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "pip install 'scalectl[ray]'" in err and "ray://127.0.0.1:10001" in err
+    assert "reinstall" not in err
+    assert reg.runs() == []
+    assert not ray.is_initialized()

@@ -336,3 +336,18 @@ def test_many_openers_of_a_new_registry(tmp_path):
             t.join()
     assert errors == []
     assert Registry(tmp_path / "r0.db").db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_manifest_pool_comes_before_the_env_default(monkeypatch):
+    """With SCALECTL_POOL set (as the README's tour does), a manifest still lands in its own pool; --pool overrides it."""
+    from conftest import ROOT
+
+    from scalectl.registry import Registry
+
+    monkeypatch.setenv("SCALECTL_POOL", "smollm2-skills")
+    r = runner.invoke(app, ["pool", "add", "--manifest", str(ROOT / "registry" / "lorahub-flan-t5-large-196.toml")])
+    assert r.exit_code == 0, r.output
+    assert {p["name"]: p["adapters"] for p in Registry().pools()} == {"lorahub-196": 196}
+    r = runner.invoke(app, ["pool", "add", "--manifest", str(ROOT / "registry" / "ilorcomp-97.toml"), "--pool", "mine"])
+    assert r.exit_code == 0, r.output
+    assert "mine" in {p["name"] for p in Registry().pools()}

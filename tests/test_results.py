@@ -86,7 +86,7 @@ def test_report_markdown_runs_every_row_and_writes_the_tables(world, llama_base,
     # --no-run renders only; with no finished runs for the tasks it says so and exits non-zero
     r3 = runner.invoke(app, ["report", "--markdown", str(tmp_path / "x.md"), "--tasks", "mix_a", "--limit", "3",
                              "--pool", "tiny", "--bbh-dir", str(d), "--no-run"])
-    assert r3.exit_code != 0 and "no task has a finished run for every row" in r3.output
+    assert r3.exit_code != 0 and "nothing is finished yet" in r3.output
     assert not (tmp_path / "x.md").exists()
 
 
@@ -106,3 +106,61 @@ def test_report_markdown_bad_input(world, tmp_path):
         r = runner.invoke(app, args)
         assert r.exit_code != 0 and msg in r.output, (args, r.output)
     assert not (tmp_path / "a.md").exists()
+
+
+def test_report_markdown_renders_a_partial_page(world, llama_base, tmp_path):
+    """`--rows zero-shot --limit 3` runs that row and writes the page it can: the rows and tasks not finished are
+    named at the top with the command that fills them in; nothing is paired with a baseline that is not there."""
+    reg, d = world
+    out = tmp_path / "partial.md"
+    common = ["report", "--markdown", str(out), "--tasks", "mix_a,mix_b", "--limit", "3", "--pool", "tiny",
+              "--base", str(llama_base), "--bbh-dir", str(d), "--device", "cpu"]
+    r = runner.invoke(app, common + ["--rows", "zero-shot"])
+    assert r.exit_code == 0, (r.stdout, r.stderr)
+    text = out.read_text()
+    head = text.split("## Setup")[0]
+    fill = f"scalectl report --markdown {out} --tasks mix_a,mix_b --limit 3 --pool tiny"
+    assert "Partial page" in head and f"`{fill}`" in head
+    assert "14 of 15 rows" in head and "(`ilc`)" in head and "LoRAHub (`lorahub`)" in head and "(`zero-shot`)" not in head
+    assert "Tasks: 2 BBH tasks (mix_a, mix_b)" in text  # both tasks are on the page, for the one row
+    assert "| Zero-shot |" in text
+    for row in results.ROWS:
+        if row.key != "zero-shot":
+            assert f"| {row.title} |" not in text, row.key
+    # zero-shot is its own baseline; iLoRAComp is not there: '-' and the reason
+    t1 = text.split("## Table 1")[1].split("## Table 2")[0]
+    z = next(x for x in t1.splitlines() if x.startswith("| Zero-shot |")).split(" | ")
+    assert z[4:8] == ["-", "-", "-", "-"] and z[8] == "+0.0" and z[9] == "0/0/6"
+    assert "`-`: iLoRAComp (`ilc`) has no finished run on these tasks" in t1
+    assert "None of this table's rows has finished" in text.split("## Table 2")[1].split("## Table 3")[0]
+    # the CLI's summary says it in one line
+    lines = [x for x in r.stderr.splitlines() if "Partial page" in x]
+    assert len(lines) == 1 and "14 of 15 rows" in lines[0] and fill in lines[0]
+    # --json says the same; a second row fills in, and a task only one row finished is named as missing
+    js = json.loads(runner.invoke(app, common + ["--no-run", "--json"]).stdout)
+    assert js["complete"] is False and js["tasks"] == ["bbh/mix_a", "bbh/mix_b"] and js["missing_tasks"] == []
+    assert "zero-shot" not in js["missing_rows"] and len(js["missing_rows"]) == 14 and js["fill_command"] == fill
+    assert js["rows"]["zero-shot"]["vs_ilc"] is None and js["rows"]["zero-shot"]["vs_zero_shot"]["delta"] == 0
+    r2 = runner.invoke(app, common[:4] + ["mix_a"] + common[5:] + ["--rows", "ilc", "--json"])
+    assert r2.exit_code == 0, (r2.stdout, r2.stderr)
+    r3 = runner.invoke(app, common + ["--no-run", "--json"])
+    assert r3.exit_code == 0, (r3.stdout, r3.stderr)
+    js = json.loads(r3.stdout)
+    assert js["tasks"] == ["bbh/mix_a"] and js["missing_tasks"] == ["bbh/mix_b"] and set(js["rows"]) == {"zero-shot", "ilc"}
+    assert js["rows"]["ilc"]["vs_zero_shot"] is not None and js["rows"]["zero-shot"]["vs_ilc"] is not None
+    text = out.read_text()
+    assert "1 of 2 tasks (mix_b: 1 of 15 rows finished)" in text.split("## Setup")[0]
+    assert "Not complete yet: mix_b." in text
+
+
+def test_report_markdown_no_run_with_nothing_finished_is_one_error_and_writes_nothing(world, tmp_path):
+    """An empty page would only overwrite a page that has numbers: a one-line error naming the command instead."""
+    reg, d = world
+    out = tmp_path / "empty.md"
+    r = runner.invoke(app, ["report", "--markdown", str(out), "--tasks", "mix_a", "--limit", "3", "--pool", "tiny",
+                            "--bbh-dir", str(d), "--no-run"])
+    assert r.exit_code == 1, (r.stdout, r.stderr)
+    err = r.stderr.strip()
+    assert "\n" not in err and err.startswith("error: nothing is finished yet")
+    assert "no page was written" in err and f"scalectl report --markdown {out} --tasks mix_a --limit 3 --pool tiny" in err
+    assert not out.exists()

@@ -120,3 +120,17 @@ def test_train_on_seq2seq_backbone(tmp_path, t5_base):
     cfg = _json.loads((tmp_path / "t5" / "adapter_config.json").read_text())
     assert cfg["task_type"] == "SEQ_2_SEQ_LM" and sorted(cfg["target_modules"]) == ["q", "v"]
     assert len(res.curve) == 3
+
+
+def test_train_path_emits_no_future_warning(tmp_path, llama_base):
+    """`pool train` and `probe two-hop` printed PEFT's FutureWarning (it reads transformers' deprecated
+    `is_gradient_checkpointing`); the train path itself must emit none."""
+    import warnings
+
+    from scalectl.backbone import load_backbone
+
+    bb = load_backbone(str(llama_base), device="cpu")  # loading is not the train path (backbone.py's own concern)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # overrides the suite's ignore::FutureWarning
+        res = train_skill(_cfg(llama_base, steps=1, eval_every=1), register=False, out=tmp_path / "fw", bb=bb)
+    assert res.steps == 1 and (tmp_path / "fw" / "adapter_model.safetensors").is_file()

@@ -40,15 +40,22 @@ class _Group(TyperGroup):
     def main(self, args=None, *a, **kw):
         import sys
 
-        return super().main(optional_values(list(sys.argv[1:] if args is None else args)), *a, **kw)
+        _narrow()  # --wide holds for one invocation (CliRunner runs many in one process)
+        try:
+            return super().main(optional_values(list(sys.argv[1:] if args is None else args)), *a, **kw)
+        finally:
+            _narrow()
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except ScalectlError as e:
+            from rich.markup import escape
+
             from .. import report
 
-            report.error(str(e))
+            # messages are plain text: "pip install 'scalectl[ray]'" or a path with [brackets] is not rich markup
+            report.error(escape(str(e)))
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             from .. import report
@@ -74,14 +81,39 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _wide(value: bool) -> bool:
+    if value:  # a command's own --wide (default False) must not undo `scalectl --wide`
+        from .. import report
+
+        report.set_wide(True)
+    return value
+
+
+def _narrow() -> None:
+    import sys
+
+    if "scalectl.report" in sys.modules:  # not imported yet: nothing to reset (and no rich import for --help)
+        sys.modules["scalectl.report"].set_wide(False)
+
+
+# --wide: on the app (`scalectl --wide pool list`) and on the listing commands (`scalectl pool list --wide`)
+WideOpt = Annotated[bool, typer.Option("--wide", callback=_wide,
+                                       help="Tables show every column, nothing cut (also SCALECTL_WIDE=1).")]
+
+
 @app.callback()
 def _main(
     home: Annotated[Optional[Path], typer.Option("--home", envvar="SCALECTL_HOME",
                                                  help="State directory (registry, converted models).")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    wide: WideOpt = False,
+    verbose: Annotated[bool, typer.Option("--verbose", envvar="SCALECTL_VERBOSE",
+                                          help="Show the model libraries' own progress bars and notices.")] = False,
 ) -> None:
     if home is not None:
         os.environ["SCALECTL_HOME"] = str(home)
+    if verbose:
+        os.environ["SCALECTL_VERBOSE"] = "1"
 
 
 from . import audit as _audit  # noqa: E402

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Optional, Sequence
 
 import typer
 
+from . import WideOpt
+
 app = typer.Typer(help="How far to trust a result: paired tests and intervals against a baseline, seed spread, replication bundles.",
                   no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -50,15 +52,18 @@ def paired_cmd(
     samples: Annotated[int, typer.Option("--samples", help="Sign-flip samples and bootstrap replicates.")] = 10_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the permutation test and the bootstrap.")] = 0,
     resample: Annotated[str, typer.Option("--resample", help="Bootstrap unit: tasks (with replacement) or queries (within each task).")] = "tasks",
+    pool: Annotated[Optional[str], typer.Option("--pool", "-p", envvar="SCALECTL_POOL", help="Only runs on this pool (zero-shot runs use none and always qualify).")] = None,
     as_json: JsonOpt = False,
     csv_path: CsvOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Paired comparison against a baseline: macro accuracy, delta, flips, W/L/T, permutation p and bootstrap 95% CI."""
     from .. import report
     from ..audit import paired
     from ..registry import Registry
 
-    res = paired(Registry(), runs, baseline, per_task=per_task, n_samples=samples, seed=seed, resample=resample, tasks=task)
+    res = paired(Registry(), runs, baseline, per_task=per_task, n_samples=samples, seed=seed, resample=resample, tasks=task,
+                 pool=pool)
     if csv_path is not None:
         rows = []
         for r in res["results"]:
@@ -80,9 +85,10 @@ def paired_cmd(
                           "ci": f"[{_pts(r['ci_low'])}, {_pts(r['ci_high'])}]"})
         n_q = res["results"][0]["n_queries"]
         unit = "tasks with replacement" if res["resample"] == "tasks" else "queries within each task"
-        report.table(table, [("method", "method"), ("run", "run"), ("label", "label"), ("macro", "macro EM %"),
-                             ("delta", "delta (points)"), ("flips", "flips +i2c/-c2i/=same"), ("wlt", "W/L/T"), ("p", "p"),
-                             ("ci", f"{100 * res['level']:.0f}% CI (points)")],
+        report.table(table, [report.Col("method", "method", 0, "text", min_width=10), report.Col("run", "run", 0, "id"),
+                             report.Col("label", "label", 4, "id", min_width=12), report.Col("macro", "macro EM %"),
+                             report.Col("delta", "delta (points)"), report.Col("flips", "flips +i2c/-c2i/=same", 3), report.Col("wlt", "W/L/T", 5),
+                             report.Col("p", "p", 2), report.Col("ci", f"{100 * res['level']:.0f}% CI (points)", 1)],
                      title=f"paired audit vs {b['method']} run {b['run']}",
                      caption=f"{len(res['tasks'])} tasks, {n_q} queries; p: two-sided paired sign-flip permutation test "
                              f"({res['n_samples']} samples, seed {res['seed']}, uncorrected); CI: percentile bootstrap of the "
@@ -90,8 +96,9 @@ def paired_cmd(
         for r in res["results"] if per_task else []:
             report.table([{**t, "acc": _pct(t["accuracy"]), "bacc": _pct(t["baseline_accuracy"]), "delta": _pts(t["delta"]),
                            "flips": f"+{t['i2c']}/-{t['c2i']}/={t['unchanged']}", "p": _p(t["p"])} for t in r["tasks"]],
-                         [("task", "task"), ("n_queries", "queries"), ("bacc", "baseline EM %"), ("acc", "EM %"),
-                          ("delta", "delta (points)"), ("flips", "flips +i2c/-c2i/=same"), ("p", "p")],
+                         [report.Col("task", "task", 0, "task"), report.Col("n_queries", "queries", 3), report.Col("bacc", "baseline EM %"),
+                          report.Col("acc", "EM %"), report.Col("delta", "delta (points)"), report.Col("flips", "flips +i2c/-c2i/=same", 2),
+                          report.Col("p", "p", 1)],
                          title=f"{r['method']} run {r['run']} per task")
     for n in res["notes"]:
         report.info(n)
@@ -108,6 +115,7 @@ def seeds_cmd(
     label: Annotated[Optional[str], typer.Option("--label", help="Only runs with this label.")] = None,
     as_json: JsonOpt = False,
     csv_path: CsvOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Seed spread: macro accuracy of every done run of a method, with mean, std, min and max."""
     from .. import report
@@ -126,8 +134,9 @@ def seeds_cmd(
         std = "-" if s["std"] is None else f"{100 * s['std']:.1f}"
         rows.append({"run": f"all {s['n']} runs", "seed": "-",
                      "macro": f"{_pct(s['mean'])} ± {std} [{_pct(s['min'])}, {_pct(s['max'])}]"})
-        report.table(rows, [("run", "run"), ("label", "label"), ("seed", "seed"), ("macro", "macro EM %"),
-                            ("n_queries", "queries"), ("created", "created")],
+        report.table(rows, [report.Col("run", "run", 0, "id"), report.Col("label", "label", 2, "id", min_width=12),
+                            report.Col("seed", "seed", 1), report.Col("macro", "macro EM %"), report.Col("n_queries", "queries", 3),
+                            report.Col("created", "created", 4, "id")],
                      title=f"{method}: macro accuracy across seeds", caption="summary: mean ± std (sample, ddof=1) [min, max]")
     for n in res["notes"]:
         report.warn(n)
@@ -145,6 +154,7 @@ def export_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing non-empty --out.")] = False,
     as_json: JsonOpt = False,
     csv_path: CsvOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Write a replication bundle: every record of the runs (records.jsonl) and their configs and summaries (runs.json)."""
     from .. import report
@@ -157,8 +167,9 @@ def export_cmd(
     if as_json:
         report.emit_json(res)
     else:
-        report.table(res["runs"], [("run", "run"), ("method", "method"), ("label", "label"), ("status", "status"),
-                                   ("n_records", "records")],
+        report.table(res["runs"], [report.Col("run", "run", 0, "id"), report.Col("method", "method", 0, "id"),
+                                   report.Col("label", "label", 2, "id", min_width=12), report.Col("status", "status", 1),
+                                   report.Col("n_records", "records", 1)],
                      title=f"exported {len(res['runs'])} runs to {res['out']}",
                      caption=f"{res['n_records']} records, records.jsonl sha256 {res['records_sha256'][:16]}...")
     if csv_path is not None:
@@ -192,6 +203,7 @@ def views_cmd(
     run: Annotated[str, typer.Option("--run", "-r", help="SCALE run id (or prefix), a derived scale-* run (its parent is used), or the method name scale (its latest done run).")] = "scale",
     as_json: JsonOpt = False,
     csv_path: CsvOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """SCALE per task and macro: each single view, support / uniform / best-view aggregation, the oracle (uses labels), any view correct, oracle headroom, path cost."""
     from .. import report
@@ -206,12 +218,22 @@ def views_cmd(
     if as_json:
         report.emit_json(res)
     else:
-        report.table([_fmt_views(r, res["views"]) for r in rows], cols,
+        report.table([_fmt_views(r, res["views"]) for r in rows], [_views_col(report, k, h) for k, h in cols],
                      title=f"SCALE views: run {res['run']}" + (f" ({res['label']})" if res.get("label") else ""),
                      caption=views_caption(res))
     for n in res["notes"]:
         report.info(n)
     _wrote(csv_path)
+
+
+# what each `audit views` column gives up at 80 columns: key -> (priority, kind); the per-view columns go first
+VIEWS_COLS = {"task": (0, "task"), "n": (3, ""), "support": (0, ""), "uniform": (1, ""), "best_view": (1, ""),
+              "oracle": (2, ""), "any_view_correct": (3, ""), "headroom": (2, ""), "oracle_view": (4, "id")}
+VIEW_COL = (5, "")
+
+
+def _views_col(report, key: str, header: str):
+    return report.Col(key, header, *VIEWS_COLS.get(key, VIEW_COL))
 
 
 # ---------------------------------------------------------------- ablations
@@ -225,6 +247,7 @@ def ablations_cmd(
     runs: Annotated[Optional[str], typer.Option("--runs", help="Comma-separated run ids / method names. Default: every done run with an lasrc merger (derived scale-* runs left out).")] = None,
     as_json: JsonOpt = False,
     csv_path: CsvOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """LASRC ablations side by side: one column per switch, macro accuracy, and the delta vs the run with no switch on the same queries."""
     from .. import report
@@ -243,12 +266,17 @@ def ablations_cmd(
             row = {**r, **{s: ("on" if r[s] else "") for s in ABLATION_SWITCHES}, "macro": _pct(r["macro_accuracy"]),
                    "delta": "reference" if r["reference"] == r["run"] else _pts(r["delta"]),
                    "flips": None if r["i2c"] is None or r["reference"] == r["run"] else f"+{r['i2c']}/-{r['c2i']}",
-                   "vs": None if r["reference"] == r["run"] else r["reference"]}
+                   "vs": None if r["reference"] == r["run"] else r["reference"],
+                   "switches_on": ", ".join(s for s in ABLATION_SWITCHES if r[s]) or "none"}
             rows.append(row)
-        labels = [("label", "label")] if any(r["label"] for r in flat) else []
-        report.table(rows, [("run", "run"), ("method", "method")] + labels + [(s, s) for s in ABLATION_SWITCHES]
-                     + [("macro", "macro EM %"), ("delta", "delta (points)"), ("flips", "flips +i2c/-c2i"), ("vs", "vs run"),
-                        ("n_queries", "queries")],
+        labels = [report.Col("label", "label", 3, "id", min_width=12)] if any(r["label"] for r in flat) else []
+        # at 80 columns one "switches on" column stands for the five per-switch columns (--wide shows them)
+        report.table(rows, [report.Col("run", "run", 0, "id"), report.Col("method", "method", 1, "id")] + labels
+                     + [report.Col("switches_on", "switches on", 0, "text", min_width=15)]
+                     + [report.Col(s, s, 6) for s in ABLATION_SWITCHES]
+                     + [report.Col("macro", "macro EM %"), report.Col("delta", "delta (points)"),
+                        report.Col("flips", "flips +i2c/-c2i", 2), report.Col("vs", "vs run", 4, "id"),
+                        report.Col("n_queries", "queries", 5)],
                      title="LASRC ablations",
                      caption="delta: macro EM minus the latest done run with every switch off in the same family (method, "
                              "adapters and weights or method config, other LASRC parameters) on the same queries")
@@ -268,6 +296,7 @@ def calibration_cmd(
     png: Annotated[Optional[Path], _png_opt("the loss-accuracy scatter and the coverage-risk curve")] = None,
     as_json: JsonOpt = False,
     csv_path: CsvOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Calibration of SCALE: correlation of each (task, view) support loss with that view's query accuracy (Pearson, Spearman), and the coverage-risk curve with the agreement score as confidence."""
     from .. import report
@@ -287,7 +316,8 @@ def calibration_cmd(
         report.emit_json(res)
     else:
         report.table([{**p, "acc": _pct(p["accuracy"]), "loss": f"{p['support_loss']:.4f}"} for p in res["points"]],
-                     [("task", "task"), ("view", "view"), ("loss", "support loss"), ("acc", "query EM %"), ("n", "queries")],
+                     [report.Col("task", "task", 0, "task"), report.Col("view", "view", 0, "id"), ("loss", "support loss"),
+                      ("acc", "query EM %"), report.Col("n", "queries", 1)],
                      title=f"support loss vs view accuracy: {res['method']} run {res['run']}", caption=calibration_caption(res))
         report.table([{**p, "th": f"{p['threshold']:.4f}", "cov": _pct(p["coverage"]), "risk_": _pct(p["risk"])} for p in cr["points"]],
                      [("th", "agreement >="), ("covered", "answered"), ("cov", "coverage %"), ("risk_", "risk %")],
@@ -311,6 +341,7 @@ def compat_cmd(
     png: Annotated[Optional[Path], _png_opt("the K x K RMS cosine heatmap")] = None,
     as_json: JsonOpt = False,
     csv_path: CsvOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Pairwise compatibility of a pool: RMS cosine of the adapters' updates over their common modules (most similar pairs first), and a heatmap."""
     from .. import report
@@ -328,7 +359,8 @@ def compat_cmd(
         report.emit_json(res)
     else:
         report.table([{**p, "rms": f"{p['rms_cosine']:.4f}", "mean": f"{p['mean_cosine']:+.4f}"} for p in res["pairs"]],
-                     [("rank", "#"), ("a", "adapter"), ("b", "adapter"), ("rms", "RMS cosine"), ("mean", "mean cosine")],
+                     [("rank", "#"), report.Col("a", "adapter", 0, "id", min_width=24), report.Col("b", "adapter", 0, "id", min_width=24),
+                      ("rms", "RMS cosine"), report.Col("mean", "mean cosine", 1)],
                      title=f"pool {pool}: most similar pairs ({len(res['pairs'])} of {res['n_pairs']})",
                      caption=f"over {res['modules']} common modules; RMS cosine near 1: the updates repeat or oppose each other "
                              "(naive summation over-counts or cancels), near 0: independent directions")
@@ -350,6 +382,7 @@ def errors_cmd(
     no_sdp: Annotated[Optional[str], typer.Option("--no-sdp", help="A SCALE run without SDP (eval --method scale --sdp 0) on the same queries and views: decides sparsification failures.")] = None,
     as_json: JsonOpt = False,
     csv_path: CsvOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Error taxonomy of the run's wrong queries (method.md); a query may be in several categories.
 
@@ -387,7 +420,7 @@ def errors_cmd(
     else:
         rows = [{**c, "count_": c["count"] if c["decided"] else "undecided", "share_": _pct(c["share"]) if c["decided"] else None}
                 for c in res["categories"]]
-        report.table(rows, [("category", "category"), ("count_", "wrong queries"), ("share_", "% of wrong")],
+        report.table(rows, [report.Col("category", "category", 0, "id"), ("count_", "wrong queries"), ("share_", "% of wrong")],
                      title=f"error taxonomy: {res['method']} run {res['run']}",
                      caption=f"{res['n_wrong']} wrong of {res['n_queries']} queries; a query may be in several categories; "
                              "the rules: scalectl audit errors --help"

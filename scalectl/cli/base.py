@@ -9,7 +9,9 @@ import typer
 app = typer.Typer(help="The base model: prepare the embedded default, generate with it.", no_args_is_help=True)
 
 BaseOpt = Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE",
-                                                help="smollm2-135m (embedded default), a local model dir, or a hub id.")]
+                                                help="smollm2-135m (embedded default; its hub id HuggingFaceTB/SmolLM2-135M-Instruct "
+                                                     "is the same copy), a local model dir, a hub id, or hf:ORG/NAME "
+                                                     "for the hub itself.")]
 
 
 @app.command("prepare")
@@ -26,7 +28,8 @@ def prepare(base: BaseOpt = None, as_json: Annotated[bool, typer.Option("--json"
     if as_json:
         report.emit_json(out)
     else:
-        report.table([out], [(k, k) for k in out], title="base model")
+        report.table([{"field": k, "value": v} for k, v in out.items()],
+                     [report.Col("field", "field", 0, "id"), report.Col("value", "value", 0, "text")], title="base model")
 
 
 @app.command("generate")

@@ -21,7 +21,7 @@ def compose(
     merge_into_base: Annotated[Optional[Path], typer.Option("--merge-into-base", help="Write a full merged model here.")] = None,
     rank: Annotated[Optional[int], typer.Option("--rank", help="SVD rank for dense mergers (default: largest input rank).")] = None,
     pool: Annotated[Optional[str], typer.Option("--pool", "-p", envvar="SCALECTL_POOL")] = None,
-    base: Annotated[Optional[str], typer.Option("--base", help="Base model for --merge-into-base (default: the adapters').")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model for --task and --merge-into-base (default: the adapters' base; the embedded copy for its hub id; hf:ORG/NAME for the hub).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Registry name of the output (default: the --out dir name).")] = None,
     no_register: Annotated[bool, typer.Option("--no-register", help="Do not register the output adapter.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output directories.")] = False,
@@ -46,8 +46,9 @@ def compose(
         if as_json:
             report.emit_json(rows)
         else:
-            report.table(rows, [("merger", "merger"), ("kind", "kind"), ("params", "parameters (defaults)"),
-                                ("reference", "reference")], title="mergers")
+            report.table(rows, [report.Col("merger", "merger", 0, "id"), report.Col("kind", "kind", 2),
+                                report.Col("params", "parameters (defaults)", 0, "text"),
+                                report.Col("reference", "reference", 1, "text")], title="mergers")
         return
     from ..compose import compose as run
     from ..compose import parse_weights
@@ -76,7 +77,7 @@ def compose(
 
         out_dir = out or (Path(f"composed-{merger.replace('+', '-')}-{task.split('/')[-1]}") if merge_into_base is None else None)
         with report.RichProgress(enabled=not as_json) as prog:
-            tc = compose_for_task(Registry(), task, pool, merger=merger, view=view, n_global=n_global,
+            tc = compose_for_task(Registry(), task, pool, merger=merger, view=view, n_global=n_global, base=base,
                                   search=SearchConfig(steps=steps), bbh_dir=bbh_dir, progress=prog, params=params,
                                   out=out_dir, merge_into=merge_into_base, rank=rank, overwrite=overwrite,
                                   register=not no_register, name=name)
@@ -87,7 +88,7 @@ def compose(
                               "result": dict(tc.result.__dict__)})
             return
         report.table([{"adapter": n, "weight": f"{w:+.4f}"} for n, w in zip(tc.candidates, tc.weights)],
-                     [("adapter", "adapter"), ("weight", "weight")],
+                     [report.Col("adapter", "adapter", 0, "id", min_width=40), ("weight", "weight")],
                      title=f"{tc.task}: {len(tc.candidates)} retrieved candidates, searched weights",
                      caption=f"support loss {tc.search.support_loss:.4f} after {len(tc.search.history)} steps "
                              f"({tc.search.seconds:.1f} s)")

@@ -8,7 +8,7 @@ import typer
 
 
 def demo(
-    base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model (default: smollm2-135m).")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model: smollm2-135m (embedded), a model dir, a hub id, or hf:ORG/NAME for the hub itself (default: the pool's base, else smollm2-135m).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Evaluate every query (default: the first 60 per task).")] = False,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Queries per task (default 60).")] = None,
     bbh_dir: Annotated[Optional[str], typer.Option("--bbh-dir", envvar="SCALECTL_BBH_DIR", help="Directory of BBH <task>.json files.")] = None,

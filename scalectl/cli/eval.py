@@ -35,7 +35,7 @@ def eval_cmd(
     weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="Comma-separated weights (default 1/K each).")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", help="Merger parameter KEY=VALUE; repeatable.")] = None,
     pool: Annotated[Optional[str], typer.Option("--pool", "-p", envvar="SCALECTL_POOL")] = None,
-    base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model (default: smollm2-135m).")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model: smollm2-135m (embedded), a model dir, a hub id, or hf:ORG/NAME for the hub itself (default: the pool's base, else smollm2-135m).")] = None,
     bbh_dir: Annotated[Optional[str], typer.Option("--bbh-dir", envvar="SCALECTL_BBH_DIR", help="Directory of BBH <task>.json files.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N queries of each task (file order).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Queries per decoding batch (method.md: 10).")] = 10,

@@ -30,11 +30,14 @@ def index_cmd(
         if as_json:
             report.emit_json({"views": views, "indexes": built})
             return
-        report.table(views, [("view", "view"), ("recipe", "recipe"), ("description", "text embedded")], title="views",
+        report.table(views, [report.Col("view", "view", 0, "id"), report.Col("recipe", "recipe", 1, "id"),
+                             report.Col("description", "text embedded", 0, "text")], title="views",
                      caption="custom view: scalectl index --view NAME --recipe retrieval|balanced|qa")
         if built:
-            report.table(built, [("pool", "pool"), ("view", "view"), ("recipe", "recipe"), ("embedder", "embedder"),
-                                 ("dim", "dim"), ("vectors", "vectors"), ("updated", "updated")], title="indexes")
+            report.table(built, [report.Col("pool", "pool", 0, "id"), report.Col("view", "view", 0, "id"),
+                                 report.Col("recipe", "recipe", 3, "id"), report.Col("embedder", "embedder", 1, "id", min_width=24),
+                                 report.Col("dim", "dim", 2), report.Col("vectors", "vectors", 2),
+                                 report.Col("updated", "updated", 4, "id")], title="indexes")
         return
     if not view:
         raise RetrievalError("give --view NAME (retrieval, balanced, qa, or a custom name with --recipe), or --list")
@@ -48,5 +51,6 @@ def index_cmd(
     labels = {"pool": "pool", "view": "view", "recipe": "recipe", "embedder": "embedder", "dim": "dimensions",
               "adapters": "adapters in pool", "embedded": "embedded now", "unchanged": "unchanged (kept)",
               "removed": "removed (adapter gone)", "seconds": "seconds"}
-    report.table([{"field": label, "value": res[k]} for k, label in labels.items()], [("field", "field"), ("value", "value")],
+    report.table([{"field": label, "value": res[k]} for k, label in labels.items()],
+                 [report.Col("field", "field", 0, "id"), report.Col("value", "value", 0, "text")],
                  title=f"scalectl index: {res['pool']}/{res['view']}")

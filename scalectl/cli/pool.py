@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from . import WideOpt
 
 app = typer.Typer(help="The adapter registry: add, list, show, remove, verify, fetch.", no_args_is_help=True)
 
@@ -28,7 +31,7 @@ def _public(row: dict) -> dict:
 def add(
     sources: Annotated[Optional[list[str]], typer.Argument(help="Adapter directories and/or hub ids hf:ORG/NAME[@REV].")] = None,
     manifest: Annotated[Optional[Path], typer.Option("--manifest", "-m", help="TOML/JSON manifest, or a text file of hub ids.")] = None,
-    pool: PoolOpt = None,
+    pool: Annotated[Optional[str], typer.Option("--pool", "-p", help="Pool to add to (default: the manifest's pool, else SCALECTL_POOL, else 'default').")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Name for a single adapter (default: its directory or repo name).")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="Base model of a new pool (default: the first adapter's).")] = None,
     tag: Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="Tag to attach (repeatable).")] = None,
@@ -40,6 +43,7 @@ def add(
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Accept pickle weight files (adapter_model.bin).")] = False,
     fetch: Annotated[bool, typer.Option("--fetch", help="Fetch manifest hub ids now instead of on first use.")] = False,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Register PEFT LoRA adapters (all or none: any bad input leaves the registry as it was)."""
     from .. import report
@@ -49,6 +53,7 @@ def add(
     res = _registry().add_sources(
         sources, manifest=manifest, pool=pool, name=name, base_model=base, tags=tag, description=description,
         source_task=source_task, examples=ex, replace=replace, force=force, allow_pickle=allow_pickle, fetch=fetch,
+        default_pool=os.environ.get("SCALECTL_POOL") or None,  # a manifest's own pool comes before the env default
     )
     for w in res.warnings:
         report.warn(w)
@@ -68,6 +73,7 @@ def list_(
     base: Annotated[Optional[str], typer.Option("--base", help="Only adapters on this base model.")] = None,
     tag: Annotated[Optional[str], typer.Option("--tag", "-t", help="Only adapters with this tag.")] = None,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """List registered adapters."""
     from .. import report
@@ -80,7 +86,7 @@ def list_(
 
 
 @app.command("pools")
-def pools(as_json: JsonOpt = False) -> None:
+def pools(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """List pools with their base model and size."""
     from .. import report
 
@@ -112,7 +118,7 @@ def remove(name: Annotated[str, typer.Argument(help="Adapter name (or POOL:NAME)
 
 
 @app.command("verify")
-def verify(pool: PoolOpt = None, as_json: JsonOpt = False) -> None:
+def verify(pool: PoolOpt = None, as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Re-hash every registered weight file; exit 3 when any is modified or missing."""
     from .. import report
 
@@ -134,6 +140,7 @@ def fetch(
     all_: Annotated[bool, typer.Option("--all", help="Fetch every remote adapter (of --pool).")] = False,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle")] = False,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Fetch remote (hub) adapters into the HF cache and record their files and hashes."""
     from .. import report
@@ -173,14 +180,15 @@ def inspect(name: Annotated[str, typer.Argument(help="Adapter name (or POOL:NAME
     if as_json:
         report.emit_json({"name": f.name, "blocks": rows})
     else:
-        report.table(rows, [("block", "block"), ("modules", "modules"), ("rank", "rank"), ("delta_norm", "||dW||_F")],
+        report.table(rows, [report.Col("block", "block", 0, "id"), ("modules", "modules"), ("rank", "rank"),
+                            ("delta_norm", "||dW||_F")],
                      title=f"{f.name}: update norm per block (from factors)")
 
 
 @app.command("train")
 def train(
     skill: Annotated[Optional[str], typer.Option("--skill", "-s", help="Synthetic skill to train on (--list shows them).")] = None,
-    base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model (default: smollm2-135m).")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model: smollm2-135m (embedded), a model dir, a hub id, or hf:ORG/NAME for the hub itself (default: the pool's base, else smollm2-135m).")] = None,
     rank: Annotated[int, typer.Option("--rank", "-r", help="LoRA rank.")] = 8,
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="lora_alpha (default 2 x rank).")] = None,
     targets: Annotated[Optional[str], typer.Option("--targets", help="Comma-separated module names (default: q and v projections).")] = None,
@@ -211,7 +219,8 @@ def train(
         if as_json:
             report.emit_json(rows)
         else:
-            report.table(rows, [("skill", "skill"), ("format", "answer format"), ("description", "description")],
+            report.table(rows, [report.Col("skill", "skill", 0, "id"), report.Col("format", "answer format", 2),
+                                report.Col("description", "description", 1, "text")],
                          title=f"skills ({len(rows)})")
         return
     if not skill:

@@ -17,7 +17,7 @@ def two_hop(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the world and the training.")] = 0,
     steps: Annotated[int, typer.Option("--steps", help="Training steps per adapter.")] = 80,
     rank: Annotated[int, typer.Option("--rank", help="LoRA rank.")] = 8,
-    base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model (default: smollm2-135m).")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model: smollm2-135m (embedded, the default), a model dir, a hub id, or hf:ORG/NAME.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Train first-hop, second-hop and union adapters on a synthetic world; compare compositions on two-hop questions."""
@@ -32,7 +32,8 @@ def two_hop(
         return
     pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
     report.table([{**r, "hop1": pct(r["hop1"]), "hop2": pct(r["hop2"]), "two_hop": pct(r["two_hop"])} for r in res.rows],
-                 [("condition", "condition"), ("hop1", "first hop %"), ("hop2", "second hop %"), ("two_hop", "two-hop %")],
+                 [report.Col("condition", "condition", 0, "text"), ("hop1", "first hop %"), ("hop2", "second hop %"),
+                  ("two_hop", "two-hop %")],
                  title=f"two-hop probe ({res.variant}, {res.world['two_hop_questions']} two-hop questions)")
     report.info(res.verdict)
     report.info(f"{res.seconds:.0f} s; adapters: {', '.join(res.adapters.values())}")

@@ -18,12 +18,12 @@ def report_cmd(
     markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the results page here (e.g. docs/results.md): the paper's tables on --pool, running missing runs first.", dir_okay=False)] = None,
     tasks: Annotated[str, typer.Option("--tasks", "-t", help="--markdown: BBH tasks (a suite, bbh/TASK, or a comma list).")] = "bbh",
     limit: Annotated[Optional[int], typer.Option("--limit", help="--markdown: the first N queries of each task.")] = None,
-    rows: Annotated[Optional[str], typer.Option("--rows", help="--markdown: run only these rows (comma list); the page needs them all.")] = None,
-    no_run: Annotated[bool, typer.Option("--no-run", help="--markdown: only render from finished runs; run nothing.")] = False,
+    rows: Annotated[Optional[str], typer.Option("--rows", help="--markdown: run only these rows (comma list); the page shows whatever has finished and names what is missing.")] = None,
+    no_run: Annotated[bool, typer.Option("--no-run", help="--markdown: only render from finished runs (a partial page names what is missing); run nothing.")] = False,
     ray: Annotated[Optional[str], typer.Option("--ray", help="--markdown: fan the missing runs out over Ray: an ADDRESS, or 'local' for a local Ray instance.")] = None,
     ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", help="CPUs (workers) of a local Ray instance (default: all cores).")] = None,
     bbh_dir: Annotated[Optional[str], typer.Option("--bbh-dir", envvar="SCALECTL_BBH_DIR", help="Directory of BBH <task>.json files.")] = None,
-    base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model (default: the pool's).")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model: smollm2-135m (embedded), a model dir, a hub id, or hf:ORG/NAME for the hub itself (default: the pool's base, else smollm2-135m).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, ... (default: cuda when present).")] = None,
     runs: Annotated[Optional[str], typer.Option("--runs", help="Comma-separated run ids / method names. Default: every done run.")] = None,
     baseline: Annotated[Optional[str], typer.Option("--baseline", "-b", help="Also audit every run against this run (paired statistics); run id or METHOD.")] = None,
@@ -60,7 +60,8 @@ def report_cmd(
     else:
         report.table([{"out": res["out"], "kib": f"{res['bytes'] / 1024:.0f}", "runs": len(res["runs"]),
                        "sections": ", ".join(res["sections"])}],
-                     [("out", "page"), ("kib", "KiB"), ("runs", "runs"), ("sections", "sections")], title="HTML report")
+                     [report.Col("out", "page", 0, "text"), ("kib", "KiB"), ("runs", "runs"),
+                      report.Col("sections", "sections", 0, "text")], title="HTML report")
     for n in res["notes"]:
         report.info(n)
     report.info(f"wrote {res['out']}")
@@ -102,11 +103,13 @@ def _markdown(out: Path, tasks: str, limit: Optional[int], pool: str, rows: Opti
     if as_json:
         report.emit_json(results.summary_json(res))
         return
-    report.table([{"row": results.row(k).title, "em": f"{100 * v['macro']:.1f}", "d_ilc": f"{100 * v['vs_ilc']['delta']:+.1f}",
-                   "p": f"{v['vs_ilc']['p']:.2g}", "d_zero": f"{100 * v['vs_zero']['delta']:+.1f}"}
+    d = lambda s: f"{100 * s['delta']:+.1f}" if s else "-"  # noqa: E731 - '-': that baseline has not finished
+    report.table([{"row": results.row(k).title, "em": f"{100 * v['macro']:.1f}", "d_ilc": d(v["vs_ilc"]),
+                   "p": f"{v['vs_ilc']['p']:.2g}" if v["vs_ilc"] else "-", "d_zero": d(v["vs_zero"])}
                   for k, v in res["rows"].items()],
-                 [("row", "row"), ("em", "EM"), ("d_ilc", "vs iLC"), ("p", "p vs iLC"), ("d_zero", "vs zero-shot")],
+                 [report.Col("row", "row", 0, "text"), ("em", "EM"), ("d_ilc", "vs iLC"), ("p", "p vs iLC"),
+                  ("d_zero", "vs zero-shot")],
                  title=f"results over {len(res['tasks'])} task(s), {res['n_queries']} queries")
-    if res["partial_tasks"]:
-        report.info(f"not on the page yet (some rows missing): {', '.join(res['partial_tasks'])}")
+    if res["missing"]:
+        report.info(results.missing_text(res["missing"], len(names)))
     report.info(f"wrote {res['path']}")

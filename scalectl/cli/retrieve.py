@@ -42,7 +42,7 @@ def retrieve_cmd(
     for w in res.warnings:
         report.warn(w)
     report.table([{"rank": i + 1, "name": n, "score": f"{s:.3f}"} for i, (n, s) in enumerate(res.global_candidates)],
-                 [("rank", "#"), ("name", "adapter"), ("score", "cosine")],
+                 [("rank", "#"), report.Col("name", "adapter", 0, "id", min_width=40), ("score", "cosine")],
                  title=f"{t.name}: global candidates", caption=f"pool {res.pool}, view {res.view}, {res.embedder}")
     counts = res.route_counts()
     rows = []
@@ -52,8 +52,9 @@ def retrieve_cmd(
         rows.append({"support": ex.id, "input": text[:50] + ("..." if len(text) > 50 else ""),
                      "target": tgt[:30] + ("..." if len(tgt) > 30 else ""),
                      "top": "  ".join(f"{n} ({s:.3f})" for n, s in lst[:5]), "routed": counts[j] if res.routes else "-"})
-    report.table(rows, [("support", "support"), ("input", "input"), ("target", "target"), ("top", "local top 5 (cosine)"),
-                        ("routed", "queries routed")],
+    report.table(rows, [report.Col("support", "support", 0, "id"), report.Col("input", "input", 2, "text"),
+                        report.Col("target", "target", 3, "text"), report.Col("top", "local top 5 (cosine)", 0, "text"),
+                        report.Col("routed", "queries routed", 1)],
                  title="local candidates per support example",
                  caption=(f"{len(res.routes)} queries routed by input embedding; candidate set per query = "
                           f"{len(res.global_candidates)} global + its support example's "

@@ -1,0 +1,32 @@
+"""A CLI error is one line on stderr, printed as written: no blank line before it, no rich markup eaten."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from scalectl.cli import app
+
+runner = CliRunner()
+
+
+def _one_line(r, code: int = 1) -> str:
+    assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr)
+    assert r.stderr.count("\n") == 1 and r.stderr.endswith("\n"), repr(r.stderr)  # exactly one line, nothing blank
+    assert r.stderr.startswith("error: "), repr(r.stderr)
+    return r.stderr
+
+
+def test_eval_unknown_task_is_exactly_one_stderr_line():
+    err = _one_line(runner.invoke(app, ["eval", "--task", "bbh/nosuchtask", "--base-only"]))
+    assert "unknown task 'bbh/nosuchtask'" in err
+
+
+def test_compose_unknown_adapter_is_exactly_one_stderr_line(tmp_path):
+    err = _one_line(runner.invoke(app, ["compose", "--adapters", "nope1,nope2", "--out", str(tmp_path / "o")]))
+    assert "no adapter named 'nope1'" in err
+
+
+def test_error_text_in_brackets_is_not_taken_for_markup():
+    # "[b]" is a rich tag; "pip install 'scalectl[ray]'" in the Ray Client error lost its "[ray]" the same way
+    err = _one_line(runner.invoke(app, ["eval", "--method", "scale", "--seeds", "a[b]c"]))
+    assert "got 'a[b]c'" in err
