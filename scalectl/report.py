@@ -316,17 +316,37 @@ def verify(results: list[Any]) -> None:
           title="pool verify")
 
 
+COEFFICIENTS_SHOWN = 4  # per block, when the table is not --wide: the largest ones, by input number
+
+
+def coefficient_summary(coefs: Sequence[float], shown: int = COEFFICIENTS_SHOWN) -> str:
+    """A block's coefficients in a few characters: the largest by |c| as ``#input +c`` (inputs numbered from 1,
+    in input order), then how many more are non-zero and how many are zero."""
+    nz = sorted((i for i, c in enumerate(coefs) if abs(c) >= 5e-4), key=lambda i: -abs(coefs[i]))
+    parts = [f"#{i + 1} {coefs[i]:+.3f}" for i in sorted(nz[:shown])]
+    if len(nz) > shown:
+        parts.append(f"+{len(nz) - shown} more")
+    zeros = len(coefs) - len(nz)
+    if zeros:
+        parts.append(f"{zeros} of {len(coefs)} zero" if nz else f"all {len(coefs)} zero")
+    return ", ".join(parts)
+
+
 def compose_result(res: Any) -> None:
     rows = []
     for b in res.blocks:
         r = dict(b)
-        r["coefficients"] = " ".join(f"{c:+.3f}" for c in b.get("coefficients", []))
+        coefs = list(b.get("coefficients", []))
+        r["coefficients"] = (" ".join(f"{c:+.3f}" for c in coefs) if is_wide() or len(coefs) <= COEFFICIENTS_SHOWN
+                             else coefficient_summary(coefs))
         rows.append(r)
     cols = [Col("block", "block", 0, "id"), Col("coefficients", "coefficients", 0, "text")]
     if any("alpha" in b for b in res.blocks):
         cols += [Col("overlap", "overlap", 1), Col("alpha", "alpha", 1), Col("retained", "retained", 1),
                  Col("guarded", "guard", 2)]
-    table(rows, cols, title=f"{res.merger}: per-block composition ({res.seconds:.3f} s)")
+    summarized = any(len(b.get("coefficients", [])) > COEFFICIENTS_SHOWN for b in res.blocks) and not is_wide()
+    table(rows, cols, title=f"{res.merger}: per-block composition ({res.seconds:.3f} s)",
+          caption="#N: the N-th input adapter; --wide shows every coefficient" if summarized else None)
     where = ", ".join(x for x in (res.out, res.merged_model) if x)
     kind = "exact LoRA" if res.exact else f"truncated SVD, max relative Frobenius error {res.max_rel_error:.3g}"
     info(f"wrote {where} ({kind}, rank {res.rank})" + (f"; registered as {res.registered}" if res.registered else ""))

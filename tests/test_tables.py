@@ -342,3 +342,13 @@ def test_probe_and_base_tables(home, at, monkeypatch, llama_base):
     fits(out)
     assert "union adapter" in out
     fits(at("base", "prepare", "--base", llama_base))
+
+
+def test_block_coefficients_are_summarized_at_80_columns():
+    """A 20-candidate composition prints one short line per block (the largest coefficients by input number)."""
+    from scalectl.report import coefficient_summary
+
+    assert coefficient_summary([0.998] + [0.0] * 18 + [-1.002]) == "#1 +0.998, #20 -1.002, 18 of 20 zero"
+    assert coefficient_summary([1.0, 0, 0.5, -0.25, 0.1, 0.2, 0.3]) == \
+        "#1 +1.000, #3 +0.500, #4 -0.250, #7 +0.300, +2 more, 1 of 7 zero"
+    assert coefficient_summary([0.0, 0.0]) == "all 2 zero"
