@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 PROVENANCE_FILE = "scalectl_provenance.json"
+COMPOSED_TAG = "composed"  # on every adapter scalectl composes; the index leaves these out of retrieval
 
 
 @dataclass
@@ -319,7 +320,7 @@ def write_adapter(comp: Composition, out: str | Path, rank: int | None = None, o
     prov = provenance(comp, comp.spec.params.get("seed", (comp.spec.sdp or {}).get("seed")), rank_out, errors)
     prov.update(extra or {})
     sidecar = {"description": f"{comp.spec.name} composition of {', '.join(inp.names)}",
-               "tags": ["composed", comp.spec.name], "source_task": None, "provenance": prov}
+               "tags": [COMPOSED_TAG, comp.spec.name], "source_task": None, "provenance": prov}
     save_adapter(out, {m: A[m].to(torch.float32) for m in A}, {m: B[m].to(torch.float32) for m in B},
                  base_model=inp.base_model, task_type=task_type, overwrite=overwrite,
                  metadata={"operator": comp.spec.name, "scalectl_version": __version__},

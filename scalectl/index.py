@@ -236,12 +236,21 @@ def adapter_rows(reg, pool: str) -> list[dict[str, Any]]:
     return rows
 
 
+def candidate_rows(reg, pool: str) -> list[dict[str, Any]]:
+    """The adapters retrieval chooses from: the pool's, less the compositions scalectl wrote into it (tag
+    ``composed``): a composition of earlier candidates offered as a candidate would count them twice."""
+    from .compose import COMPOSED_TAG
+
+    return [a for a in adapter_rows(reg, pool) if COMPOSED_TAG not in (a.get("tags") or [])]
+
+
 def build_index(reg, pool: str, view: str, embedder: str | None = None, recipe: str | None = None, force: bool = False,
                 progress: Progress | None = None) -> dict[str, Any]:
     """``scalectl index``: embed every adapter of ``pool`` with ``view``'s recipe; incremental by text hash.
 
     ``embedder`` None keeps the embedder the index was built with (the default for a new index);
     a different one re-embeds every adapter. Rows of adapters no longer in the pool are deleted.
+    Compositions scalectl wrote into the pool are not candidates (:func:`candidate_rows`).
     All writes happen in one transaction. Returns a summary dict.
     """
     t0 = time.perf_counter()
@@ -253,7 +262,7 @@ def build_index(reg, pool: str, view: str, embedder: str | None = None, recipe: 
         emb = old_embedders[0] if len(old_embedders) == 1 else DEFAULT_EMBEDDER
     else:
         emb = canonical_embedder(embedder)
-    adapters = adapter_rows(reg, pool)
+    adapters = candidate_rows(reg, pool)
     texts = {a["id"]: v.adapter_text(a) for a in adapters}
     hashes = {aid: text_hash(t) for aid, t in texts.items()}
 
@@ -359,7 +368,7 @@ def index_status(reg, pool: str, view: str) -> dict[str, Any]:
     rows = {r["adapter_id"]: r for r in existing if r["adapter_id"] is not None}
     orphans = {r["name"]: r for r in existing if r["adapter_id"] is None}
     missing, changed = [], []
-    for a in adapter_rows(reg, pool):
+    for a in candidate_rows(reg, pool):
         r = rows.get(a["id"]) or orphans.get(a["name"])
         if r is None:
             missing.append(a["name"])

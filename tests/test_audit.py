@@ -249,7 +249,7 @@ def test_default_runs_are_the_latest_of_every_other_method_over_the_same_queries
 def test_cli_paired_table_json_and_csv(reg, two, tmp_path, monkeypatch):
     from scalectl import report
 
-    monkeypatch.setattr(report.console, "width", 200)  # a wide terminal: no folded cells
+    monkeypatch.setattr(report.console, "_width", 200)  # a wide terminal: no folded cells
     b, m = two
     r = cli("paired", "--baseline", b, "--runs", m, "--per-task", "--samples", "500")
     assert r.exit_code == 0, r.output

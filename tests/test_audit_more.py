@@ -101,7 +101,7 @@ def make_run(reg, method, correct, config=None, extracted=None, extra=None, labe
 def reg(monkeypatch):
     from scalectl import report
 
-    monkeypatch.setattr(report.console, "width", 250)  # wide tables: cells do not fold
+    monkeypatch.setattr(report.console, "_width", 250)  # wide tables: cells do not fold
     return Registry()
 
 

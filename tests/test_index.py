@@ -207,3 +207,13 @@ def test_cli_index(reg):
         r = invoke(*args)
         err = r.stderr.strip()
         assert r.exit_code == 1 and err.startswith("error:") and "\n" not in err and msg in err, (r.exit_code, err)
+
+
+def test_compositions_written_into_the_pool_are_not_candidates(reg, tmp_path):
+    """`compose` registers its output in the inputs' pool; the index (and so retrieval) leaves it out."""
+    from scalectl.compose import compose
+
+    compose(reg, ["arith", "sorting"], [0.5, 0.5], "linear", out=tmp_path / "mix", pool="tiny")
+    assert "mix" in {a["name"] for a in reg.list(pool="tiny")}
+    s = build_index(reg, "tiny", "balanced", embedder=EMB)
+    assert s["adapters"] == 3 and "mix" not in {r["name"] for r in rows()}
