@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +90,9 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str
         else:
             kw["address"] = address
         try:
-            ray.init(**kw)
+            with warnings.catch_warnings():  # Ray Client warns before it raises; the error line says it all
+                warnings.simplefilter("ignore", UserWarning)
+                ray.init(**kw)
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise EvalError(f"cannot connect to Ray at {address!r}: {str(e).splitlines()[0] if str(e) else e}") from None
     res = ray.cluster_resources()
@@ -127,6 +130,7 @@ def run_specs(specs: list[RunSpec], address: str | None = None, num_cpus: int | 
         return []
     prog = ensure(progress)
     ray = _ray(address)  # before any run is recorded: a missing ray (or Ray Client's grpcio) is one line, no failed runs
+    info = connect(address, num_cpus)  # an unreachable cluster is one line too: nothing loaded, no failed runs
     reg = reg or Registry()
     bbs: dict[tuple, Any] = {}
     runs: list[PreparedRun] = []
@@ -146,7 +150,6 @@ def run_specs(specs: list[RunSpec], address: str | None = None, num_cpus: int | 
             r.fail(e)
         raise
     try:
-        info = connect(address, num_cpus)
         threads = torch.get_num_threads()
         gpu = 1 if any(r.bb.device.startswith("cuda") for r in runs) else 0
         remote = ray.remote(num_cpus=1, num_gpus=gpu, max_retries=0)(_unit_on_worker)
