@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import runid
 from .errors import EvalError, RegistryError, ScalectlError
 
 N_SAMPLES = 10_000  # method.md: 10,000 sign-flip samples and 10,000 bootstrap resamples
@@ -244,7 +245,39 @@ def _latest(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _describe(run: dict[str, Any]) -> str:
-    return f"{run['id']} ({run['method']}" + (f", {run['label']}" if run.get("label") else "") + ")"
+    return f"{run['id']} ({runid.describe(run)}" + (f", {run['label']}" if run.get("label") else "") + ")"
+
+
+def _pick_configuration(runs: list[dict[str, Any]], spec: str, method: str, want: dict[str, Any],
+                        role: str) -> tuple[dict[str, Any], str | None]:
+    """Among one method's runs, the latest done run of the configuration ``want`` names (the defaults for {})."""
+    done = [r for r in runs if r["status"] == "done"]
+    if not done:
+        states = ", ".join(f"{r['id']} {r['status']}" for r in runs)
+        raise EvalError(f"{role} method {spec!r} has no done run ({states})")
+    fit = [r for r in done if runid.matches(r, want)]
+    only = sorted({runid.describe(r) for r in done})
+    if not fit and not want and len(only) == 1:  # one configuration of the method only: that one, said so
+        pick = _latest(done)
+        return pick, f"{role} {spec!r}: no {method} run has the default settings; using the only configuration, " \
+                     f"{_describe(pick)}"
+    if not fit:
+        what = "the default settings" if not want else "that configuration"
+        listed = "; ".join(_describe(r) for r in done[-6:]) + (f"; and {len(done) - 6} more" if len(done) > 6 else "")
+        raise EvalError(f"{role} {spec!r}: no done {method} run with {what}; its done runs: {listed}; "
+                        "name one by id or as METHOD[key=value]")
+    kinds = sorted({runid.describe(r) for r in fit})
+    if len(kinds) > 1:
+        raise EvalError(f"{role} {spec!r} is ambiguous: it matches {len(kinds)} configurations ({'; '.join(kinds)}); "
+                        "name one as METHOD[key=value] or by id")
+    pick = _latest(fit)
+    note = None
+    if len(fit) > 1:
+        labels = {r.get("label") or "" for r in fit}
+        note = (f"{role} {spec!r}: the latest of {len(fit)} done {kinds[0]} runs, {_describe(pick)}; "
+                + ("they have different labels; " if len(labels) > 1 else "")
+                + "pass a run id to choose another")
+    return pick, note
 
 
 def run_pool(run: dict[str, Any]) -> str | None:
@@ -263,8 +296,8 @@ def on_pool(run: dict[str, Any], pool: str | None) -> bool:
 
 
 def resolve_run(reg, spec: str, role: str = "run", pool: str | None = None) -> tuple[dict[str, Any], str | None]:
-    """A run by id, unique id prefix, or METHOD name (the latest done run of that method; with ``pool``, the
-    latest on that pool).
+    """A run by id, unique id prefix, METHOD (the latest done run of that method with its default settings),
+    METHOD[key=value,...] (of that configuration: :mod:`scalectl.runid`), or label; with ``pool``, only runs on it.
 
     Returns ``(run, note)``; ``note`` says which run a method name picked when it had several done runs.
     Raises :class:`EvalError` naming close run ids and methods when nothing matches.
@@ -278,19 +311,20 @@ def resolve_run(reg, spec: str, role: str = "run", pool: str | None = None) -> t
         if "matches" in str(e):  # an ambiguous id prefix
             raise EvalError(f"{role} {spec!r} is ambiguous: {e}") from None
     all_runs = [r for r in reg.runs() if on_pool(r, pool)]
-    of_method = [r for r in all_runs if r["method"] == spec]
-    if of_method:
-        done = [r for r in of_method if r["status"] == "done"]
-        if not done:
-            states = ", ".join(f"{r['id']} {r['status']}" for r in of_method)
-            raise EvalError(f"{role} method {spec!r} has no done run ({states})")
-        pick = _latest(done)
-        note = None
-        if len(done) > 1:
-            labels = {r.get("label") for r in done}
-            note = (f"{role} {spec!r}: the latest of {len(done)} done {spec} runs, {_describe(pick)}"
-                    + ("; they have different labels, pass a run id to choose another" if len(labels) > 1 else ""))
-        return pick, note
+    sel = runid.parse_selector(spec)
+    if sel is not None:
+        of_method = [r for r in all_runs if r["method"] == sel[0]]
+        if of_method:
+            return _pick_configuration(of_method, spec, sel[0], sel[1], role)
+    labelled = [r for r in all_runs if r.get("label") == spec and r["status"] == "done"]
+    if labelled:
+        kinds = sorted({runid.describe(r) for r in labelled})
+        if len(kinds) > 1:
+            raise EvalError(f"{role} {spec!r} is a label of {len(kinds)} configurations ({'; '.join(kinds)}); "
+                            "pass a run id or METHOD[key=value]")
+        pick = _latest(labelled)
+        return pick, (f"{role} {spec!r}: the latest of {len(labelled)} runs labelled so, {_describe(pick)}"
+                      if len(labelled) > 1 else None)
     methods = sorted({r["method"] for r in all_runs if r["method"]})
     prefixed = [m for m in methods if m.startswith(spec)]
     if len(prefixed) > 1:
@@ -457,7 +491,7 @@ def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bo
         _, acc_m, _ = task_accuracy(cm, t)
         d = cm - cb
         lo, hi = bootstrap_ci(cm, cb, t, n_samples=n_samples, seed=seed, resample=resample, level=level)
-        res = {"run": r["id"], "method": r["method"], "label": r.get("label"),
+        res = {"run": r["id"], "method": r["method"], "configuration": runid.describe(r), "label": r.get("label"),
                "macro_accuracy": float(acc_m.mean()), "baseline_macro_accuracy": float(acc_b.mean()),
                "delta": float(acc_m.mean() - acc_b.mean()), **flips(cm, cb), **win_loss_tie(acc_m, acc_b),
                "p": permutation_test(d, n_samples=n_samples, seed=seed), "ci_low": lo, "ci_high": hi,
@@ -471,7 +505,8 @@ def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bo
                              **flips(cm[sel], cb[sel]), "p": permutation_test(d[sel], n_samples=n_samples, seed=seed)})
             res["tasks"] = rows
         results.append(res)
-    return {"baseline": {"run": base["id"], "method": base["method"], "label": base.get("label"),
+    return {"baseline": {"run": base["id"], "method": base["method"], "configuration": runid.describe(base),
+                         "label": base.get("label"),
                          "macro_accuracy": float(acc_b.mean()), "base_model": _base_model(base)},
             "results": results, "n_samples": n_samples, "seed": seed, "resample": resample, "level": level,
             "tasks": [str(x) for x in names], "notes": notes}
@@ -479,20 +514,22 @@ def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bo
 
 def _default_runs(reg, base: dict[str, Any], kb: dict, task_filter: list[str] | None,
                   notes: list[str], pool: str | None = None) -> list[tuple[dict[str, Any], dict]]:
-    """The latest done run of every other method (same backbone, on ``pool`` when given) whose records match
-    the baseline's queries."""
+    """The latest done run of every other configuration (:func:`scalectl.runid.describe`: a method with its
+    defaults, or a named variant of it; same backbone, on ``pool`` when given) whose records match the
+    baseline's queries."""
     from .backbone import same_base
 
-    done = [r for r in reg.runs(status="done") if r["method"] != base["method"] and r["id"] != base["id"]
-            and on_pool(r, pool)]
+    mine = runid.describe(base)
+    done = [r for r in reg.runs(status="done") if r["id"] != base["id"] and on_pool(r, pool)]
     done.reverse()  # newest first
     picked: dict[str, tuple[dict[str, Any], dict]] = {}
     skipped: dict[str, str] = {}
     for r in done:
-        if r["method"] in picked:
+        key = runid.describe(r)
+        if key in picked or key == mine:
             continue
         if not same_base(_base_model(base), _base_model(r)):
-            skipped.setdefault(r["method"], "another backbone")
+            skipped.setdefault(key, "another backbone")
             continue
         recs = reg.records(r["id"])
         if task_filter:
@@ -500,9 +537,9 @@ def _default_runs(reg, base: dict[str, Any], kb: dict, task_filter: list[str] | 
         km = _keyed(recs)
         only_m, only_b, hashes = _mismatch(kb, km)
         if only_m or only_b or hashes:
-            skipped.setdefault(r["method"], "other queries" if (only_m or only_b) else "other inputs")
+            skipped.setdefault(key, "other queries" if (only_m or only_b) else "other inputs")
             continue
-        picked[r["method"]] = (r, km)
+        picked[key] = (r, km)
     for m, why in sorted(skipped.items()):
         if m not in picked:
             notes.append(f"no done {m} run covers the baseline's queries ({why}); skipped")
@@ -513,41 +550,81 @@ def _default_runs(reg, base: dict[str, Any], kb: dict, task_filter: list[str] | 
 
 
 def run_seed(run: dict[str, Any]) -> Any:
-    """The search seed of a run: ``config["method_config"]["search"]["seed"]``, else ``config["seed"]``."""
+    """The seed a seed sweep of this run's method varies: SCALE's and SDP+LASRC's SDP seed, LoRAHub's draw seed,
+    else the weight-search seed (:func:`scalectl.runid.seed_of`)."""
     cfg = run.get("config") or {}
-    search = ((cfg.get("method_config") or {}).get("search") or {})
-    if isinstance(search, dict) and search.get("seed") is not None:
-        return search["seed"]
-    return cfg.get("seed")
+    if not cfg.get("method_config") and cfg.get("seed") is not None:
+        return cfg["seed"]
+    return runid.seed_of(run)
+
+
+def _sweep(done: list[dict[str, Any]], spec: str, want: dict[str, Any], notes: list[str]) -> list[dict[str, Any]]:
+    """The runs of one seed sweep: those that differ only in their sweep seed, of the configuration ``want`` names
+    (the defaults for {}); the other configurations are named in a note, never averaged in."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in done:
+        groups.setdefault(json.dumps(runid.sweep_variant(r), sort_keys=True, default=str), []).append(r)
+    seed_key = runid.seed_key(done[0])  # one method: one sweep seed
+    target = {k: v for k, v in want.items() if k != seed_key}
+    fit = {k: g for k, g in groups.items() if runid.variant_matches(runid.sweep_variant(g[0]), target)}
+    if not fit and not want and len(groups) == 1:  # the method's one configuration, said so
+        fit = dict(groups)
+        notes.append(f"no {spec} run has the default settings; the sweep of its only configuration, "
+                     f"{_sweep_name(next(iter(groups.values()))[0])}")
+    if len(fit) != 1:
+        kinds = "; ".join(sorted(f"{len(g)} x {_sweep_name(g[0])}" for g in groups.values()))
+        what = "no" if not fit else f"{len(fit)}"
+        raise EvalError(f"{spec!r} names {what} seed sweep(s) among its runs ({kinds}); "
+                        "name one as METHOD[key=value]")
+    chosen = next(iter(fit.values()))
+    left = [g for k, g in groups.items() if g is not chosen]
+    if left:
+        notes.append("left out (other configurations, not seeds): "
+                     + "; ".join(f"{len(g)} x {_sweep_name(g[0])}" for g in left))
+    return chosen
+
+
+def _sweep_name(run: dict[str, Any]) -> str:
+    v = runid.sweep_variant(run)
+    return run["method"] + ("[" + ",".join(f"{k}={x}" for k, x in sorted(v.items())) + "]" if v else "")
 
 
 def seeds(reg, method: str, label: str | None = None) -> dict[str, Any]:
-    """Spread of one method's macro accuracy over its done runs (seed variance; method.md, "Audit statistics").
+    """Spread of one configuration's macro accuracy over its seeds (seed variance; method.md, "Audit statistics").
 
     Args:
         reg: the registry.
-        method: the method name (``lasrc``, ``ilc``, ...).
+        method: the method name (``lasrc``, ``scale``, ...: its runs with the default settings), or
+            ``METHOD[key=value,...]`` for a variant (``scale[sdp_rate=0]``). Runs that differ in anything but the
+            method's sweep seed (SDP seed for SCALE and SDP+LASRC, the draw seed for LoRAHub, else the search
+            seed) are not the same sweep and are left out, with a note.
         label: only runs with this label.
 
     Returns:
-        ``{"method", "runs": [run, label, seed, macro_accuracy, n_queries, n_tasks, created], "summary": {n, mean,
-        std (sample, ddof=1; None below two runs), min, max}, "notes"}``.
+        ``{"method", "runs": [run, label, seed, seed_key, macro_accuracy, n_queries, n_tasks, created], "summary":
+        {n, mean, std (sample, ddof=1; None below two runs), min, max}, "notes"}``.
 
     Raises:
-        EvalError: no such method, or no done run of it.
+        EvalError: no such method, no done run of it, or a selector that names no (or several) sweeps.
     """
-    runs = reg.runs(method=method)
+    sel = runid.parse_selector(method)
+    if sel is None:
+        raise EvalError(f"--method {method!r}: give METHOD or METHOD[key=value,...]")
+    name, want = sel
+    runs = reg.runs(method=name)
     if label is not None:
         runs = [r for r in runs if r.get("label") == label]
     if not runs:
         methods = sorted({r["method"] for r in reg.runs() if r["method"]})
-        close = difflib.get_close_matches(method, methods, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, methods, n=3, cutoff=0.5)
         hint = (f"; did you mean {', '.join(close)}?" if close
                 else f"; methods with runs: {', '.join(methods)}" if methods else "")
-        raise EvalError(f"no runs of method {method!r}" + (f" with label {label!r}" if label is not None else "") + hint)
+        raise EvalError(f"no runs of method {name!r}" + (f" with label {label!r}" if label is not None else "") + hint)
     done = [r for r in runs if r["status"] == "done"]
     if not done:
-        raise EvalError(f"method {method!r} has no done run ({', '.join(r['id'] + ' ' + r['status'] for r in runs)})")
+        raise EvalError(f"method {name!r} has no done run ({', '.join(r['id'] + ' ' + r['status'] for r in runs)})")
+    notes: list[str] = []
+    done = _sweep(done, method, want, notes)
     done.sort(key=lambda r: r["seq"])
     rows = []
     for r in done:
@@ -559,13 +636,12 @@ def seeds(reg, method: str, label: str | None = None) -> dict[str, Any]:
             recs = reg.records(r["id"])
             macro = macro_accuracy(np.array([x["correct"] for x in recs]), np.array([x["task"] for x in recs])) if recs else None
             n_q, n_t = len(recs), len({x["task"] for x in recs})
-        rows.append({"run": r["id"], "label": r.get("label"), "seed": run_seed(r), "macro_accuracy": macro,
-                     "n_queries": n_q, "n_tasks": n_t, "created": r["created"]})
+        rows.append({"run": r["id"], "label": r.get("label"), "seed": run_seed(r), "seed_key": runid.seed_key(r),
+                     "macro_accuracy": macro, "n_queries": n_q, "n_tasks": n_t, "created": r["created"]})
     vals = np.array([x["macro_accuracy"] for x in rows if x["macro_accuracy"] is not None], dtype=float)
     summary = {"n": int(vals.size), "mean": float(vals.mean()) if vals.size else None,
                "std": float(vals.std(ddof=1)) if vals.size > 1 else None,
                "min": float(vals.min()) if vals.size else None, "max": float(vals.max()) if vals.size else None}
-    notes = []
     cover = {json.dumps([(r.get("config") or {}).get("tasks"), (r.get("config") or {}).get("queries")], sort_keys=True)
              for r in done}
     if len(cover) > 1:

@@ -77,9 +77,9 @@ def paired_cmd(
         report.emit_json(res)
     else:
         b = res["baseline"]
-        table = [{"method": f"{b['method']} (baseline)", "run": b["run"], "label": b["label"], "macro": _pct(b["macro_accuracy"])}]
+        table = [{"method": f"{b['configuration']} (baseline)", "run": b["run"], "label": b["label"], "macro": _pct(b["macro_accuracy"])}]
         for r in res["results"]:
-            table.append({"method": r["method"], "run": r["run"], "label": r["label"], "macro": _pct(r["macro_accuracy"]),
+            table.append({"method": r["configuration"], "run": r["run"], "label": r["label"], "macro": _pct(r["macro_accuracy"]),
                           "delta": _pts(r["delta"]), "flips": f"+{r['i2c']}/-{r['c2i']}/={r['unchanged']}",
                           "wlt": f"{r['wins']}/{r['losses']}/{r['ties']}", "p": _p(r["p"]),
                           "ci": f"[{_pts(r['ci_low'])}, {_pts(r['ci_high'])}]"})
@@ -106,12 +106,12 @@ def paired_cmd(
         report.info(f"wrote {csv_path}")
 
 
-SEEDS_CSV = ["run", "label", "seed", "macro_accuracy", "n_queries", "n_tasks", "created"]
+SEEDS_CSV = ["run", "label", "seed", "seed_key", "macro_accuracy", "n_queries", "n_tasks", "created"]
 
 
 @app.command("seeds")
 def seeds_cmd(
-    method: Annotated[str, typer.Option("--method", "-m", help="The method whose done runs to summarize.")],
+    method: Annotated[str, typer.Option("--method", "-m", help="The method whose seed sweep to summarize (its default settings), or METHOD[key=value,...] for a variant, e.g. scale[sdp_rate=0].")],
     label: Annotated[Optional[str], typer.Option("--label", help="Only runs with this label.")] = None,
     as_json: JsonOpt = False,
     csv_path: CsvOpt = None,
@@ -135,7 +135,7 @@ def seeds_cmd(
         rows.append({"run": f"all {s['n']} runs", "seed": "-",
                      "macro": f"{_pct(s['mean'])} ± {std} [{_pct(s['min'])}, {_pct(s['max'])}]"})
         report.table(rows, [report.Col("run", "run", 0, "id"), report.Col("label", "label", 2, "id", min_width=12),
-                            report.Col("seed", "seed", 1), report.Col("macro", "macro EM %"), report.Col("n_queries", "queries", 3),
+                            report.Col("seed", "seed (" + (res["runs"][0]["seed_key"] if res["runs"] else "seed") + ")", 1), report.Col("macro", "macro EM %"), report.Col("n_queries", "queries", 3),
                             report.Col("created", "created", 4, "id")],
                      title=f"{method}: macro accuracy across seeds", caption="summary: mean ± std (sample, ddof=1) [min, max]")
     for n in res["notes"]:
