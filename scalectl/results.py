@@ -254,8 +254,10 @@ def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, An
                 data["embedder"] = (plan.get("retrieval") or {}).get("embedder")
                 if data["embedder"]:
                     break
-    rows = reg.list(pool=pool)
-    ranks = sorted({int(r["rank"]) for r in rows if r.get("rank")})
+    from .index import candidate_rows
+
+    rows = candidate_rows(reg, pool)  # the pool's own adapters, not compositions written into it
+    ranks = sorted({int(r["r"]) for r in rows if r.get("r")})
     data["pool_desc"] = f"{len(rows)} adapters" + (f", rank {'/'.join(map(str, ranks))}" if ranks else "")
     return data
 

@@ -50,6 +50,7 @@ def test_report_markdown_runs_every_row_and_writes_the_tables(world, llama_base,
     for row in results.ROWS:
         assert f"| {row.title} |" in text
     assert "scalectl report --markdown" in text
+    assert "Adapter pool: `tiny`, 4 adapters, rank 4." in text  # the pool's ranks (column r), no compositions
     # every number comes from the records: recompute the lasrc-vs-ilc audit from the registry directly
     runs = reg.runs(kind="eval", status="done")
     by = {}
