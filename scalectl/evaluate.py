@@ -307,7 +307,8 @@ class PreparedRun:
         macro_x = sum(s.extracted_accuracy for s in scores) / len(scores)
         res = EvalResult(run_id=self.run_id, method=self.method, label=self.label, tasks=scores, macro_accuracy=macro,
                          macro_extracted=macro_x, n_queries=self.total, decode_seconds=round(decode_s, 3),
-                         compose_seconds=round(self.comp.seconds, 3) if self.comp else 0.0, limit=self.limit,
+                         compose_seconds=round(_stage_seconds(self.plans, "compose")
+                                               + (self.comp.seconds if self.comp else 0.0), 3), limit=self.limit,
                          config=self.config)
         summary = {k: v for k, v in res.to_dict().items() if k != "config"}
         summary["queries_per_second"] = round(self.total / decode_s, 3) if decode_s > 0 else None
@@ -372,6 +373,12 @@ def compute_unit(spec: dict[str, Any], u: Unit, *, reg=None, bb=None, comp=None,
     return out
 
 
+def _stage_seconds(plans: dict[str, Any], stage: str) -> float:
+    """Seconds one stage (retrieval, search, compose, decode) took over every task plan (and SCALE view) of a run."""
+    return sum(float((v.get("seconds") or {}).get(stage, 0) or 0) for p in plans.values()
+               for v in (p.get("views") or {"_": p}).values())
+
+
 def _path_cost(bb, plans: dict[str, Any], res: EvalResult, comp, unit_rss_mb: float = 0.0) -> dict[str, Any]:
     """Decoded prediction paths per query relative to one view, composition and decoding seconds, peak memory."""
     import resource
@@ -379,13 +386,10 @@ def _path_cost(bb, plans: dict[str, Any], res: EvalResult, comp, unit_rss_mb: fl
     import torch
 
     paths = max((p.get("paths_per_query", 1) for p in plans.values()), default=1)
-    compose_s = sum(sum((v.get("seconds") or {}).get("compose", 0) for v in (p.get("views") or {"_": p}).values())
-                    for p in plans.values()) + (comp.seconds if comp else 0.0)
-    search_s = sum(sum((v.get("seconds") or {}).get("search", 0) for v in (p.get("views") or {"_": p}).values())
-                   for p in plans.values())
+    compose_s = _stage_seconds(plans, "compose") + (comp.seconds if comp else 0.0)
+    search_s = _stage_seconds(plans, "search")
     rss_mb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, unit_rss_mb)  # Linux reports KiB
-    retr_s = sum(sum((v.get("seconds") or {}).get("retrieval", 0) for v in (p.get("views") or {"_": p}).values())
-                 for p in plans.values())
+    retr_s = _stage_seconds(plans, "retrieval")
     decode_s = res.decode_seconds - (compose_s - (comp.seconds if comp else 0.0)) - search_s - retr_s
     out = {"paths_per_query": float(paths), "compose_seconds": round(compose_s, 3), "search_seconds": round(search_s, 3),
            "retrieval_seconds": round(retr_s, 3), "decode_seconds": round(decode_s, 3), "peak_rss_mb": round(rss_mb, 1),

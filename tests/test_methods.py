@@ -213,6 +213,15 @@ def test_scale_views_aggregations_and_controls(tiny_bbh, llama_base, indexed):
                     method=_cfg("scale", views=["balanced", "qa"], sdp_rate=0.0, scale_merger="linear"))
     plan2 = indexed.run(res2.run_id)["summary"]["plans"]["bbh/tiny_mix"]
     assert all(g["merger"] == "linear" for v in plan2["views"].values() for g in v["groups"])
+    # the random-views control: its own searches are search time (not decoding), and the summary's compose seconds
+    # are path_cost's
+    res3 = run_eval("tiny_mix", reg=indexed, bb=bb, pool="tiny", bbh_dir=str(tiny_bbh), limit=5,
+                    method=_cfg("scale", views=["balanced", "qa"], random_views=True, sdp_seed=7))
+    s3 = indexed.run(res3.run_id)["summary"]
+    views3 = s3["plans"]["bbh/tiny_mix"]["views"].values()
+    searched = sum(g["search"]["seconds"] for v in views3 for g in v["groups"])
+    assert s3["path_cost"]["search_seconds"] >= searched > 0
+    assert s3["compose_seconds"] == s3["path_cost"]["compose_seconds"] > 0
 
 
 def test_aggregate_rules():
