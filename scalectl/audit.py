@@ -255,21 +255,24 @@ def _pick_configuration(runs: list[dict[str, Any]], spec: str, method: str, want
     if not done:
         states = ", ".join(f"{r['id']} {r['status']}" for r in runs)
         raise EvalError(f"{role} method {spec!r} has no done run ({states})")
-    fit = [r for r in done if runid.matches(r, want)]
-    only = sorted({runid.describe(r) for r in done})
-    if not fit and not want and len(only) == 1:  # one configuration of the method only: that one, said so
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for r in done:
+        by_name.setdefault(runid.describe(r), []).append(r)
+    best = runid.closest({k: runid.variant(g[0]) for k, g in by_name.items()}, want)
+    if not best and not want and len(by_name) == 1:  # one configuration of the method only: that one, said so
         pick = _latest(done)
-        return pick, f"{role} {spec!r}: no {method} run has the default settings; using the only configuration, " \
+        return pick, f"{role} {spec!r}: no {method} run without a control setting; using the only configuration, " \
                      f"{_describe(pick)}"
-    if not fit:
-        what = "the default settings" if not want else "that configuration"
+    if not best:
+        what = "the default settings (no control or ablation)" if not want else "that configuration"
         listed = "; ".join(_describe(r) for r in done[-6:]) + (f"; and {len(done) - 6} more" if len(done) > 6 else "")
         raise EvalError(f"{role} {spec!r}: no done {method} run with {what}; its done runs: {listed}; "
                         "name one by id or as METHOD[key=value]")
-    kinds = sorted({runid.describe(r) for r in fit})
-    if len(kinds) > 1:
-        raise EvalError(f"{role} {spec!r} is ambiguous: it matches {len(kinds)} configurations ({'; '.join(kinds)}); "
+    if len(best) > 1:
+        raise EvalError(f"{role} {spec!r} is ambiguous: it matches {len(best)} configurations ({'; '.join(best)}); "
                         "name one as METHOD[key=value] or by id")
+    kinds = best
+    fit = by_name[best[0]]
     pick = _latest(fit)
     note = None
     if len(fit) > 1:
@@ -566,7 +569,8 @@ def _sweep(done: list[dict[str, Any]], spec: str, want: dict[str, Any], notes: l
         groups.setdefault(json.dumps(runid.sweep_variant(r), sort_keys=True, default=str), []).append(r)
     seed_key = runid.seed_key(done[0])  # one method: one sweep seed
     target = {k: v for k, v in want.items() if k != seed_key}
-    fit = {k: g for k, g in groups.items() if runid.variant_matches(runid.sweep_variant(g[0]), target)}
+    best = runid.closest({k: runid.sweep_variant(g[0]) for k, g in groups.items()}, target)
+    fit = {k: groups[k] for k in best}
     if not fit and not want and len(groups) == 1:  # the method's one configuration, said so
         fit = dict(groups)
         notes.append(f"no {spec} run has the default settings; the sweep of its only configuration, "

@@ -21,6 +21,11 @@ from typing import Any
 # the method name itself.
 NOT_IDENTITY = ("method", "pool")
 
+# Settings that make a run a control, an ablation or another mode of its method rather than the method with
+# other budgets or seeds: a bare method name never names a run that sets one of these.
+CONTROL_KEYS = ("random_views", "scale_merger", "sdp_rate", "merger_params", "retrieved", "logo_variant",
+                "logo_signal", "adapters", "params")
+
 # The seed each method's seed sweep varies (``audit seeds``); every other method varies its search seed.
 SEED_KEYS = {"scale": "sdp_seed", "sdp+lasrc": "sdp_seed", "lorahub": "lorahub_seed"}
 SEARCH_SEED = "search.seed"
@@ -145,6 +150,26 @@ def variant_matches(v: dict[str, Any], want: dict[str, Any]) -> bool:
         if not (_same(have, x) or _show(have) == _show(x)):  # lists are written a+b (or a,b for adapters)
             return False
     return True
+
+
+def controls(v: dict[str, Any]) -> dict[str, Any]:
+    """The control / ablation / mode settings of a variant dict (:data:`CONTROL_KEYS`)."""
+    return {k: x for k, x in v.items() if k.split(".", 1)[0] in CONTROL_KEYS}
+
+
+def closest(variants: dict[str, dict[str, Any]], want: dict[str, Any]) -> list[str]:
+    """Of named variant dicts that ``want`` matches, the names of those closest to the defaults: for a bare
+    name ({}), no control settings and the fewest other differences (budgets, seeds); for a selector, the
+    fewest settings beyond the ones it names. More than one name back means the choice is ambiguous."""
+    if not want:
+        fit = {k: v for k, v in variants.items() if not controls(v)}
+    else:
+        fit = {k: v for k, v in variants.items() if variant_matches(v, want)}
+    if not fit:
+        return []
+    extra = {k: len([x for x in v if x not in want]) for k, v in fit.items()}
+    least = min(extra.values())
+    return sorted(k for k, n in extra.items() if n == least)
 
 
 def seed_key(run: dict[str, Any]) -> str:

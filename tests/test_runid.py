@@ -13,6 +13,7 @@ from scalectl.cli import app
 from scalectl.errors import EvalError
 from scalectl.methods import MethodConfig
 from scalectl.registry import Registry
+from scalectl.search import SearchConfig
 
 runner = CliRunner()
 BASE = "huggingfacetb/smollm2-135m-instruct"
@@ -76,12 +77,28 @@ def test_ambiguous_names_are_refused_with_the_candidates(reg):
     run(reg, "lasrc", merger_params={"fixed_alpha": True})
     with pytest.raises(EvalError, match=r"no done lasrc run with the default settings.*no_guard=true.*fixed_alpha"):
         audit.resolve_run(reg, "lasrc")
-    run(reg, "scale", sdp_rate=0.0, sdp_seed=42)
     run(reg, "scale", sdp_rate=0.0, sdp_seed=52)
+    run(reg, "scale", sdp_rate=0.0, sdp_seed=133)
     with pytest.raises(EvalError, match=r"ambiguous: it matches 2 configurations"):
         audit.resolve_run(reg, "scale[sdp_rate=0]")
     r, _ = audit.resolve_run(reg, "scale[sdp_rate=0,sdp_seed=52]")
     assert runid.variant(r) == {"sdp_rate": 0.0, "sdp_seed": 52}
+    run(reg, "scale", sdp_rate=0.0)  # at the default seed: the closest to what the selector names
+    r, _ = audit.resolve_run(reg, "scale[sdp_rate=0]")
+    assert runid.variant(r) == {"sdp_rate": 0.0}
+
+
+def test_smaller_budgets_still_resolve_the_plain_method(reg):
+    """Runs made with other budgets (fewer steps, candidates) are still the method; its controls are not."""
+    small = {"search": SearchConfig(steps=2), "n_global": 3, "n_local": 2}
+    plain = run(reg, **small)
+    run(reg, **small, sdp_seed=52)
+    run(reg, **small, random_views=True)
+    run(reg, **small, sdp_rate=0.0)
+    picked, note = audit.resolve_run(reg, "scale")
+    assert picked["id"] == plain  # no control, and the default SDP seed
+    res = audit.seeds(reg, "scale")
+    assert [x["seed"] for x in res["runs"]] == [42, 52]
 
 
 def test_labels_select_runs(reg):
