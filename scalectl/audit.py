@@ -255,31 +255,24 @@ def _pick_configuration(runs: list[dict[str, Any]], spec: str, method: str, want
     if not done:
         states = ", ".join(f"{r['id']} {r['status']}" for r in runs)
         raise EvalError(f"{role} method {spec!r} has no done run ({states})")
-    by_name: dict[str, list[dict[str, Any]]] = {}
-    for r in done:
-        by_name.setdefault(runid.describe(r), []).append(r)
-    best = runid.closest({k: runid.variant(g[0]) for k, g in by_name.items()}, want)
-    if not best and not want and len(by_name) == 1:  # one configuration of the method only: that one, said so
+    fit = [r for r in done if runid.eligible(runid.variant(r), want)]
+    if not fit and not want and len({runid.describe(r) for r in done}) == 1:  # one configuration only: said so
         pick = _latest(done)
         return pick, f"{role} {spec!r}: no {method} run without a control setting; using the only configuration, " \
                      f"{_describe(pick)}"
-    if not best:
-        what = "the default settings (no control or ablation)" if not want else "that configuration"
+    if not fit:
+        what = "no control or ablation setting" if not want else "that configuration"
         listed = "; ".join(_describe(r) for r in done[-6:]) + (f"; and {len(done) - 6} more" if len(done) > 6 else "")
         raise EvalError(f"{role} {spec!r}: no done {method} run with {what}; its done runs: {listed}; "
                         "name one by id or as METHOD[key=value]")
-    if len(best) > 1:
-        raise EvalError(f"{role} {spec!r} is ambiguous: it matches {len(best)} configurations ({'; '.join(best)}); "
-                        "name one as METHOD[key=value] or by id")
-    kinds = best
-    fit = by_name[best[0]]
     pick = _latest(fit)
+    kinds = sorted({runid.describe(r) for r in fit})
     note = None
     if len(fit) > 1:
-        labels = {r.get("label") or "" for r in fit}
-        note = (f"{role} {spec!r}: the latest of {len(fit)} done {kinds[0]} runs, {_describe(pick)}; "
-                + ("they have different labels; " if len(labels) > 1 else "")
-                + "pass a run id to choose another")
+        others = [k for k in kinds if k != runid.describe(pick)]
+        note = (f"{role} {spec!r}: the latest of {len(fit)} done runs it names, {_describe(pick)}"
+                + (f"; other configurations: {'; '.join(others)}" if others else "")
+                + "; pass a run id or METHOD[key=value] to choose another")
     return pick, note
 
 
@@ -569,8 +562,10 @@ def _sweep(done: list[dict[str, Any]], spec: str, want: dict[str, Any], notes: l
         groups.setdefault(json.dumps(runid.sweep_variant(r), sort_keys=True, default=str), []).append(r)
     seed_key = runid.seed_key(done[0])  # one method: one sweep seed
     target = {k: v for k, v in want.items() if k != seed_key}
-    best = runid.closest({k: runid.sweep_variant(g[0]) for k, g in groups.items()}, target)
-    fit = {k: groups[k] for k in best}
+    fit = {k: g for k, g in groups.items() if runid.eligible(runid.sweep_variant(g[0]), target)}
+    if len(fit) > 1:  # several budgets of the method: the sweep of its latest run, the others named below
+        latest = _latest([r for g in fit.values() for r in g])
+        fit = {k: g for k, g in fit.items() if latest in g}
     if not fit and not want and len(groups) == 1:  # the method's one configuration, said so
         fit = dict(groups)
         notes.append(f"no {spec} run has the default settings; the sweep of its only configuration, "

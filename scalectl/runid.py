@@ -157,19 +157,10 @@ def controls(v: dict[str, Any]) -> dict[str, Any]:
     return {k: x for k, x in v.items() if k.split(".", 1)[0] in CONTROL_KEYS}
 
 
-def closest(variants: dict[str, dict[str, Any]], want: dict[str, Any]) -> list[str]:
-    """Of named variant dicts that ``want`` matches, the names of those closest to the defaults: for a bare
-    name ({}), no control settings and the fewest other differences (budgets, seeds); for a selector, the
-    fewest settings beyond the ones it names. More than one name back means the choice is ambiguous."""
-    if not want:
-        fit = {k: v for k, v in variants.items() if not controls(v)}
-    else:
-        fit = {k: v for k, v in variants.items() if variant_matches(v, want)}
-    if not fit:
-        return []
-    extra = {k: len([x for x in v if x not in want]) for k, v in fit.items()}
-    least = min(extra.values())
-    return sorted(k for k, n in extra.items() if n == least)
+def eligible(v: dict[str, Any], want: dict[str, Any]) -> bool:
+    """Whether a variant dict is what ``want`` names: for a bare name ({}), any run without a control setting
+    (other budgets and seeds are the method still); for a selector, runs with every key=value it names."""
+    return not controls(v) if not want else variant_matches(v, want)
 
 
 def seed_key(run: dict[str, Any]) -> str:

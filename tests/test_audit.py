@@ -222,7 +222,7 @@ def test_baseline_by_method_name_picks_the_latest_done_run(reg):
     m = make_run(reg, "lasrc", METH_C)
     res = paired(reg, [m], "ilc")
     assert res["baseline"]["run"] == new and res["baseline"]["label"] == "new"
-    assert any("latest of 2 done ilc runs" in n for n in res["notes"])
+    assert any("the latest of 2 done runs it names" in n for n in res["notes"])
     assert res["results"][0]["delta"] == 0.0
     assert paired(reg, [m], old)["baseline"]["run"] == old  # by id
     assert paired(reg, [m], old[:-1])["baseline"]["run"] == old  # by unique prefix

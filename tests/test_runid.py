@@ -72,31 +72,32 @@ def test_a_method_name_never_picks_a_control(reg):
     assert runid.describe(picked) == "scale[random_views=true]"
 
 
-def test_ambiguous_names_are_refused_with_the_candidates(reg):
+def test_names_that_fit_no_run_are_refused_with_the_candidates(reg):
     run(reg, "lasrc", merger_params={"no_guard": True})
     run(reg, "lasrc", merger_params={"fixed_alpha": True})
-    with pytest.raises(EvalError, match=r"no done lasrc run with the default settings.*no_guard=true.*fixed_alpha"):
+    with pytest.raises(EvalError, match=r"no done lasrc run with no control.*no_guard=true.*fixed_alpha"):
         audit.resolve_run(reg, "lasrc")
+    with pytest.raises(EvalError, match=r"no done lasrc run with that configuration"):
+        audit.resolve_run(reg, "lasrc[merger_params.no_floor=true]")
+    r, _ = audit.resolve_run(reg, "lasrc[merger_params.fixed_alpha=true]")
+    assert runid.describe(r) == "lasrc[merger_params.fixed_alpha=true]"
     run(reg, "scale", sdp_rate=0.0, sdp_seed=52)
-    run(reg, "scale", sdp_rate=0.0, sdp_seed=133)
-    with pytest.raises(EvalError, match=r"ambiguous: it matches 2 configurations"):
-        audit.resolve_run(reg, "scale[sdp_rate=0]")
+    latest = run(reg, "scale", sdp_rate=0.0, sdp_seed=133)
+    r, note = audit.resolve_run(reg, "scale[sdp_rate=0]")  # the latest it names; the note lists the others
+    assert r["id"] == latest and "sdp_seed=52" in note
     r, _ = audit.resolve_run(reg, "scale[sdp_rate=0,sdp_seed=52]")
     assert runid.variant(r) == {"sdp_rate": 0.0, "sdp_seed": 52}
-    run(reg, "scale", sdp_rate=0.0)  # at the default seed: the closest to what the selector names
-    r, _ = audit.resolve_run(reg, "scale[sdp_rate=0]")
-    assert runid.variant(r) == {"sdp_rate": 0.0}
 
 
 def test_smaller_budgets_still_resolve_the_plain_method(reg):
-    """Runs made with other budgets (fewer steps, candidates) are still the method; its controls are not."""
+    """Runs made with other budgets (fewer steps, candidates) or seeds are still the method; its controls are not."""
     small = {"search": SearchConfig(steps=2), "n_global": 3, "n_local": 2}
-    plain = run(reg, **small)
-    run(reg, **small, sdp_seed=52)
+    run(reg, **small)
+    latest = run(reg, **small, sdp_seed=52)
     run(reg, **small, random_views=True)
     run(reg, **small, sdp_rate=0.0)
     picked, note = audit.resolve_run(reg, "scale")
-    assert picked["id"] == plain  # no control, and the default SDP seed
+    assert picked["id"] == latest and "random_views" not in note
     res = audit.seeds(reg, "scale")
     assert [x["seed"] for x in res["runs"]] == [42, 52]
 
