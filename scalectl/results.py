@@ -103,7 +103,7 @@ def find_run(reg, r: Row, task: str, limit: int | None, pool: str, runs: list[di
 
 
 def pool_row(reg, pool: str) -> dict[str, Any]:
-    prow = next((p for p in reg.pools() if p["name"] == pool), None)
+    prow = reg.pool(pool)
     if prow is None:
         raise EvalError(f"no pool {pool!r}; `scalectl pool pools` lists them")
     return prow
