@@ -12,10 +12,12 @@ from the dataclasses, so a new option is part of the identity as soon as it is s
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import asdict
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 # Stored with a method run but not what the run *is*: where it ran (the pool is its own filter) and
 # the method name itself.
@@ -44,10 +46,12 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _defaults() -> dict[str, Any]:
+@functools.lru_cache(maxsize=1)
+def _defaults() -> Mapping[str, Any]:
+    """The flattened MethodConfig defaults, built once (read-only)."""
     from .methods import MethodConfig
 
-    return _flatten(asdict(MethodConfig(method="-")))
+    return MappingProxyType(_flatten(asdict(MethodConfig(method="-"))))
 
 
 def _same(a: Any, b: Any) -> bool:
