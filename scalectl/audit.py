@@ -14,6 +14,7 @@ Pure statistics over numpy arrays (no registry, no I/O):
 And functions over registry runs:
 
 - :func:`paired`: runs aligned by (task, query_id) against one baseline, every statistic above per run.
+- :func:`compare_runs`: the flips of one run against a baseline per task (``scalectl runs compare``).
 - :func:`seeds`: the spread of one method's macro accuracy across its done runs (search / SDP seeds).
 - :func:`export`: the replication bundle (``records.jsonl`` + ``runs.json``), written atomically.
 - :func:`views`: a SCALE run's single views, aggregations, the label-based oracle and its headroom, path cost.
@@ -30,6 +31,7 @@ import datetime as dt
 import difflib
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,6 +39,9 @@ import numpy as np
 
 from . import runid
 from .errors import EvalError, RegistryError, ScalectlError
+from .methods.scale import DERIVED, oracle_views
+from .runid import config_of
+from .runrecords import GroupSummary, PathCost, PlanSummary, QueryRecord, RunRecord, ViewsPlanSummary, ViewsRecord, load_records
 
 N_SAMPLES = 10_000  # method.md: 10,000 sign-flip samples and 10,000 bootstrap resamples
 SEED = 0
@@ -237,6 +242,46 @@ def _bootstrap_means(x: np.ndarray, n_samples: int, rng: np.random.Generator) ->
     return out
 
 
+# ---------------------------------------------------------------- reading stored runs typed
+
+TaskPlan = PlanSummary | ViewsPlanSummary  # what a run's summary stores for one task
+
+
+def as_record(rec: QueryRecord | dict[str, Any]) -> QueryRecord:
+    """A query record typed: a :class:`~scalectl.runrecords.QueryRecord` as it is, a stored record dict read back."""
+    return rec if isinstance(rec, QueryRecord) else QueryRecord.from_dict(rec)
+
+
+def as_plan(plan: TaskPlan | dict[str, Any] | None) -> TaskPlan | None:
+    """One task's plan typed (SCALE's, with per-view plans: a ViewsPlanSummary); None (or empty) reads as None."""
+    if isinstance(plan, (PlanSummary, ViewsPlanSummary)):
+        return plan
+    if not plan:
+        return None
+    return ViewsPlanSummary.from_dict(plan) if ViewsPlanSummary.TAG in plan else PlanSummary.from_dict(plan)
+
+
+def run_plans(run: RunRecord | dict[str, Any]) -> dict[str, TaskPlan]:
+    """A run's per-task plans, typed (``RunRecord.plans`` holds them as the stored dicts)."""
+    rec = run if isinstance(run, RunRecord) else RunRecord.from_row(run)
+    out = {t: as_plan(p) for t, p in rec.plans.items()}
+    return {t: p for t, p in out.items() if p is not None}
+
+
+def recorded_path_cost(run: RunRecord | dict[str, Any]) -> dict[str, Any]:
+    """A run's path cost as stored; ``{}`` when it has none (no summary, or nothing recorded)."""
+    rec = run if isinstance(run, RunRecord) else RunRecord.from_row(run)
+    pc = rec.path_cost
+    return {} if rec.summary is None or pc == PathCost() else pc.to_dict()
+
+
+def _views(rec: QueryRecord) -> ViewsRecord:
+    """The per-view answers of a record known to have them (:func:`has_views`)."""
+    if rec.views is None:
+        raise EvalError(f"{rec.task} query {rec.query_id} has no per-view records")
+    return rec.views
+
+
 # ---------------------------------------------------------------- runs
 
 
@@ -244,7 +289,8 @@ def _latest(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return max(runs, key=lambda r: r["seq"])  # seq: the registry's insertion order of runs
 
 
-def _describe(run: dict[str, Any]) -> str:
+def describe(run: dict[str, Any]) -> str:
+    """A run as messages name it: ``ID (configuration[, label])``."""
     return f"{run['id']} ({runid.describe(run)}" + (f", {run['label']}" if run.get("label") else "") + ")"
 
 
@@ -259,10 +305,10 @@ def _pick_configuration(runs: list[dict[str, Any]], spec: str, method: str, want
     if not fit and not want and len({runid.describe(r) for r in done}) == 1:  # one configuration only: said so
         pick = _latest(done)
         return pick, f"{role} {spec!r}: no {method} run without a control setting; using the only configuration, " \
-                     f"{_describe(pick)}"
+                     f"{describe(pick)}"
     if not fit:
         what = "no control or ablation setting" if not want else "that configuration"
-        listed = "; ".join(_describe(r) for r in done[-6:]) + (f"; and {len(done) - 6} more" if len(done) > 6 else "")
+        listed = "; ".join(describe(r) for r in done[-6:]) + (f"; and {len(done) - 6} more" if len(done) > 6 else "")
         raise EvalError(f"{role} {spec!r}: no done {method} run with {what}; its done runs: {listed}; "
                         "name one by id or as METHOD[key=value]")
     pick = _latest(fit)
@@ -270,7 +316,7 @@ def _pick_configuration(runs: list[dict[str, Any]], spec: str, method: str, want
     note = None
     if len(fit) > 1:
         others = [k for k in kinds if k != runid.describe(pick)]
-        note = (f"{role} {spec!r}: the latest of {len(fit)} done runs it names, {_describe(pick)}"
+        note = (f"{role} {spec!r}: the latest of {len(fit)} done runs it names, {describe(pick)}"
                 + (f"; other configurations: {'; '.join(others)}" if others else "")
                 + "; pass a run id or METHOD[key=value] to choose another")
     return pick, note
@@ -278,11 +324,10 @@ def _pick_configuration(runs: list[dict[str, Any]], spec: str, method: str, want
 
 def run_pool(run: dict[str, Any]) -> str | None:
     """The pool a run retrieved from or composed adapters of; None for the base model alone (zero-shot)."""
-    cfg = run.get("config") or {}
-    mc = cfg.get("method_config") or {}
-    if mc.get("pool"):
-        return mc["pool"]
-    inputs = (cfg.get("composition") or {}).get("adapters") or []
+    cfg = config_of(run)
+    if cfg.pool:
+        return cfg.pool
+    inputs = (cfg.composition or {}).get("adapters") or []
     return next((a.get("pool") for a in inputs if a.get("pool")), None)
 
 
@@ -319,7 +364,7 @@ def resolve_run(reg, spec: str, role: str = "run", pool: str | None = None) -> t
             raise EvalError(f"{role} {spec!r} is a label of {len(kinds)} configurations ({'; '.join(kinds)}); "
                             "pass a run id or METHOD[key=value]")
         pick = _latest(labelled)
-        return pick, (f"{role} {spec!r}: the latest of {len(labelled)} runs labelled so, {_describe(pick)}"
+        return pick, (f"{role} {spec!r}: the latest of {len(labelled)} runs labelled so, {describe(pick)}"
                       if len(labelled) > 1 else None)
     methods = sorted({r["method"] for r in all_runs if r["method"]})
     prefixed = [m for m in methods if m.startswith(spec)]
@@ -356,15 +401,16 @@ def resolve_runs(reg, specs: str | Sequence[str] | None, pool: str | None = None
     return runs, notes
 
 
-def _require_done(runs: list[dict[str, Any]]) -> None:
+def require_done(runs: list[dict[str, Any]]) -> None:
+    """Refuse (:class:`EvalError`) unless every run is done."""
     bad = [r for r in runs if r["status"] != "done"]
     if bad:
-        names = "; ".join(f"{_describe(r)} is {r['status']}" for r in bad)
+        names = "; ".join(f"{describe(r)} is {r['status']}" for r in bad)
         raise EvalError(f"only done runs can be audited: {names}")
 
 
 def _base_model(run: dict[str, Any]) -> str | None:
-    return (run.get("config") or {}).get("base_model") or run.get("base_model")
+    return config_of(run).base_model or run.get("base_model")
 
 
 def _require_same_backbone(base: dict[str, Any], runs: list[dict[str, Any]]) -> None:
@@ -374,51 +420,54 @@ def _require_same_backbone(base: dict[str, Any], runs: list[dict[str, Any]]) -> 
     for r in runs:
         got = _base_model(r)
         if not same_base(want, got):
-            raise EvalError(f"run {_describe(r)} is on backbone {got!r} but the baseline {_describe(base)} is on {want!r}; "
+            raise EvalError(f"run {describe(r)} is on backbone {got!r} but the baseline {describe(base)} is on {want!r}; "
                             "compare runs of one backbone")
 
 
-def _filter_tasks(recs: list[dict[str, Any]], tasks: list[str] | None, run: dict[str, Any]) -> list[dict[str, Any]]:
+def _filter_tasks(recs: list[QueryRecord], tasks: list[str] | None, run: dict[str, Any]) -> list[QueryRecord]:
     if not tasks:
         if not recs:
-            raise EvalError(f"run {_describe(run)} has no records")
+            raise EvalError(f"run {describe(run)} has no records")
         return recs
-    have = sorted({r["task"] for r in recs})
+    have = sorted({r.task for r in recs})
     for t in tasks:
         if t not in have:
             close = difflib.get_close_matches(t, have, n=3, cutoff=0.5)
             hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise EvalError(f"task {t!r} has no records in run {_describe(run)}; {hint}its tasks: {', '.join(have) or 'none'}")
+            raise EvalError(f"task {t!r} has no records in run {describe(run)}; {hint}its tasks: {', '.join(have) or 'none'}")
     keep = set(tasks)
-    return [r for r in recs if r["task"] in keep]
+    return [r for r in recs if r.task in keep]
 
 
-def _keyed(recs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(r["task"], str(r["query_id"])): r for r in recs}
+def keyed(recs: Sequence[QueryRecord]) -> dict[tuple[str, str], QueryRecord]:
+    """Records by ``(task, query_id)``, in their order."""
+    return {(r.task, str(r.query_id)): r for r in recs}
 
 
-def _mismatch(kb: dict, km: dict) -> tuple[list, list, list]:
+def mismatch(kb: dict[tuple[str, str], QueryRecord], km: dict[tuple[str, str], QueryRecord]) -> tuple[list, list, list]:
+    """What keeps two keyed record sets from pairing: the keys only in ``km``, only in ``kb``, and the shared keys
+    whose input hashes differ."""
     only_m = sorted(set(km) - set(kb))
     only_b = sorted(set(kb) - set(km))
-    hashes = sorted(k for k in set(kb) & set(km) if kb[k].get("input_hash") != km[k].get("input_hash"))
+    hashes = sorted(k for k in set(kb) & set(km) if kb[k].input_hash != km[k].input_hash)
     return only_m, only_b, hashes
 
 
 def _check_alignment(base: dict[str, Any], run: dict[str, Any], kb: dict, km: dict) -> None:
-    only_m, only_b, hashes = _mismatch(kb, km)
+    only_m, only_b, hashes = mismatch(kb, km)
     if only_m or only_b:
         ex = (only_m or only_b)[0]
-        raise EvalError(f"run {_describe(run)} and baseline {_describe(base)} cover different queries: {len(only_m)} only in "
+        raise EvalError(f"run {describe(run)} and baseline {describe(base)} cover different queries: {len(only_m)} only in "
                         f"the run, {len(only_b)} only in the baseline (e.g. {ex[0]} query {ex[1]}); "
                         "compare runs over the same tasks and --limit")
     if hashes:
         ex = hashes[0]
-        raise EvalError(f"run {_describe(run)} and baseline {_describe(base)} saw different inputs for {len(hashes)} "
+        raise EvalError(f"run {describe(run)} and baseline {describe(base)} saw different inputs for {len(hashes)} "
                         f"queries (input_hash differs, e.g. {ex[0]} query {ex[1]}); they were not evaluated on the same prompts")
 
 
-def _load(reg, run: dict[str, Any], tasks: list[str] | None) -> dict[tuple[str, str], dict[str, Any]]:
-    return _keyed(_filter_tasks(reg.records(run["id"]), tasks, run))
+def _load(reg, run: dict[str, Any], tasks: list[str] | None) -> dict[tuple[str, str], QueryRecord]:
+    return keyed(_filter_tasks(load_records(reg, run["id"]), tasks, run))
 
 
 def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bool = False, n_samples: int = N_SAMPLES,
@@ -463,7 +512,7 @@ def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bo
     runs, more = resolve_runs(reg, run_ids, pool=pool)
     notes += more
     if runs:
-        _require_done([base] + runs)
+        require_done([base] + runs)
         _require_same_backbone(base, runs)
         kb = _load(reg, base, task_filter)
         loaded = []
@@ -472,18 +521,18 @@ def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bo
             _check_alignment(base, r, kb, km)
             loaded.append((r, km))
     else:
-        _require_done([base])
+        require_done([base])
         kb = _load(reg, base, task_filter)
         loaded = _default_runs(reg, base, kb, task_filter, notes, pool)
     keys = list(kb)  # the baseline's order: by task, then query index
     t = np.array([k[0] for k in keys])
-    cb = np.array([kb[k]["correct"] for k in keys], dtype=float)
+    cb = np.array([kb[k].correct for k in keys], dtype=float)
     names, acc_b, n_t = task_accuracy(cb, t)
     if names.size == 1 and resample == "tasks":
         notes.append("one task only: the task bootstrap interval is a single point; use --resample queries")
     results = []
     for r, km in loaded:
-        cm = np.array([km[k]["correct"] for k in keys], dtype=float)
+        cm = np.array([km[k].correct for k in keys], dtype=float)
         _, acc_m, _ = task_accuracy(cm, t)
         d = cm - cb
         lo, hi = bootstrap_ci(cm, cb, t, n_samples=n_samples, seed=seed, resample=resample, level=level)
@@ -527,11 +576,11 @@ def _default_runs(reg, base: dict[str, Any], kb: dict, task_filter: list[str] | 
         if not same_base(_base_model(base), _base_model(r)):
             skipped.setdefault(key, "another backbone")
             continue
-        recs = reg.records(r["id"])
+        recs = load_records(reg, r["id"])
         if task_filter:
-            recs = [x for x in recs if x["task"] in set(task_filter)]
-        km = _keyed(recs)
-        only_m, only_b, hashes = _mismatch(kb, km)
+            recs = [x for x in recs if x.task in set(task_filter)]
+        km = keyed(recs)
+        only_m, only_b, hashes = mismatch(kb, km)
         if only_m or only_b or hashes:
             skipped.setdefault(key, "other queries" if (only_m or only_b) else "other inputs")
             continue
@@ -540,17 +589,42 @@ def _default_runs(reg, base: dict[str, Any], kb: dict, task_filter: list[str] | 
         if m not in picked:
             notes.append(f"no done {m} run covers the baseline's queries ({why}); skipped")
     if not picked:
-        raise EvalError(f"no done run of another method covers the same queries as the baseline {_describe(base)}; "
+        raise EvalError(f"no done run of another method covers the same queries as the baseline {describe(base)}; "
                         "pass --runs")
     return sorted(picked.values(), key=lambda x: x[0]["seq"])
+
+
+def compare_runs(reg, run_id: str, baseline_id: str) -> dict[str, Any]:
+    """Flips of ``run_id`` against ``baseline_id`` per task and overall; both must cover the same queries.
+
+    The alignment and flip counting are those of :func:`paired` (``audit paired`` adds the tests and intervals)."""
+    ka, kb = keyed(load_records(reg, run_id)), keyed(load_records(reg, baseline_id))
+    only_a, only_b, hashes = mismatch(kb, ka)
+    if only_a or only_b:
+        ex = (only_a or only_b)[0]
+        raise EvalError(f"runs {run_id} and {baseline_id} cover different queries ({len(only_a)} only in the first, "
+                        f"{len(only_b)} only in the second, e.g. {ex[0]} {ex[1]})")
+    if hashes:
+        raise EvalError(f"query {hashes[0][1]} has a different input in the two runs (input hash differs)")
+    per: dict[str, dict[str, Any]] = {}
+    for task in dict.fromkeys(k[0] for k in ka):
+        keys = [k for k in ka if k[0] == task]
+        ca, cb = [ka[k].correct for k in keys], [kb[k].correct for k in keys]
+        per[task] = {"n": len(keys), **flips(ca, cb), "correct": sum(ca), "baseline_correct": sum(cb),
+                     "accuracy": sum(ca) / len(keys), "baseline_accuracy": sum(cb) / len(keys)}
+    total = {key: sum(d[key] for d in per.values()) for key in ("n", "i2c", "c2i", "unchanged")}
+    macro = sum(d["accuracy"] for d in per.values()) / len(per) if per else math.nan
+    macro_b = sum(d["baseline_accuracy"] for d in per.values()) / len(per) if per else math.nan
+    return {"run": run_id, "baseline": baseline_id, "tasks": per, "total": total, "macro_accuracy": macro,
+            "baseline_macro_accuracy": macro_b, "delta": macro - macro_b}
 
 
 def run_seed(run: dict[str, Any]) -> Any:
     """The seed a seed sweep of this run's method varies: SCALE's and SDP+LASRC's SDP seed, LoRAHub's draw seed,
     else the weight-search seed (:func:`scalectl.runid.seed_of`)."""
-    cfg = run.get("config") or {}
-    if not cfg.get("method_config") and cfg.get("seed") is not None:
-        return cfg["seed"]
+    cfg = config_of(run)
+    if not cfg.method_config and cfg.other.get("seed") is not None:  # a run without a method: its decoding seed
+        return cfg.other["seed"]
     return runid.seed_of(run)
 
 
@@ -627,22 +701,21 @@ def seeds(reg, method: str, label: str | None = None) -> dict[str, Any]:
     done.sort(key=lambda r: r["seq"])
     rows = []
     for r in done:
-        s = r.get("summary") or {}
-        macro = s.get("macro_accuracy")
-        n_q = s.get("n_queries")
-        n_t = len(s.get("tasks") or [])
+        s = RunRecord.from_row(r).summary
+        macro = s.macro_accuracy if s is not None else None
+        n_q = s.n_queries if s is not None else None
+        n_t = len(s.tasks or []) if s is not None else 0
         if macro is None:  # no summary: recompute from the records
-            recs = reg.records(r["id"])
-            macro = macro_accuracy(np.array([x["correct"] for x in recs]), np.array([x["task"] for x in recs])) if recs else None
-            n_q, n_t = len(recs), len({x["task"] for x in recs})
+            recs = load_records(reg, r["id"])
+            macro = macro_accuracy(np.array([x.correct for x in recs]), np.array([x.task for x in recs])) if recs else None
+            n_q, n_t = len(recs), len({x.task for x in recs})
         rows.append({"run": r["id"], "label": r.get("label"), "seed": run_seed(r), "seed_key": runid.seed_key(r),
                      "macro_accuracy": macro, "n_queries": n_q, "n_tasks": n_t, "created": r["created"]})
     vals = np.array([x["macro_accuracy"] for x in rows if x["macro_accuracy"] is not None], dtype=float)
     summary = {"n": int(vals.size), "mean": float(vals.mean()) if vals.size else None,
                "std": float(vals.std(ddof=1)) if vals.size > 1 else None,
                "min": float(vals.min()) if vals.size else None, "max": float(vals.max()) if vals.size else None}
-    cover = {json.dumps([(r.get("config") or {}).get("tasks"), (r.get("config") or {}).get("queries")], sort_keys=True)
-             for r in done}
+    cover = {json.dumps([config_of(r).tasks, config_of(r).queries], sort_keys=True) for r in done}
     if len(cover) > 1:
         notes.append(f"the {method} runs cover different tasks or query counts; the spread mixes query sets")
     seeds_seen = [x["seed"] for x in rows]
@@ -686,7 +759,7 @@ def export(reg, run_ids: Sequence[str] | str | None, out_dir: str | Path, force:
             raise EvalError("no done runs to export")
     running = [r for r in runs if r["status"] == "running"]
     if running:
-        raise EvalError(f"run {_describe(running[0])} is still running; export it when it is done or failed")
+        raise EvalError(f"run {describe(running[0])} is still running; export it when it is done or failed")
     if out.exists() and not out.is_dir():
         raise EvalError(f"{out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
@@ -718,43 +791,48 @@ def export(reg, run_ids: Sequence[str] | str | None, out_dir: str | Path, force:
 
 # ---------------------------------------------------------------- SCALE views (method.md, "SCALE: multi-view reliability")
 
-SCALE_AGGREGATES = ("uniform", "best-view", "oracle")  # the derived runs of a SCALE run (scale-<how>)
+SCALE_AGGREGATES = DERIVED  # the derived runs of a SCALE run (scale-<how>)
 
 
-def _has_views(recs: list[dict[str, Any]]) -> bool:
-    return bool(recs) and all(isinstance((r.get("extra") or {}).get("views"), dict) and r["extra"]["views"] for r in recs)
+def has_views(recs: Sequence[QueryRecord | dict[str, Any]]) -> bool:
+    """True when there are records and every one carries SCALE's per-view answers (a SCALE or derived ``scale-*`` run)."""
+    return bool(recs) and all(_has_view_answers(as_record(r)) for r in recs)
 
 
-def _view_names(run: dict[str, Any], recs: list[dict[str, Any]]) -> list[str]:
-    names = list(recs[0]["extra"]["views"])
+def _has_view_answers(rec: QueryRecord) -> bool:
+    return rec.views is not None and bool(rec.views.views)
+
+
+def _view_names(run: dict[str, Any], recs: list[QueryRecord]) -> list[str]:
+    names = list(_views(recs[0]).views)
     for r in recs:
-        if sorted(r["extra"]["views"]) != sorted(names):
-            raise EvalError(f"run {_describe(run)}: {r['task']} query {r['query_id']} has views "
-                            f"{', '.join(sorted(r['extra']['views']))} but the first record has {', '.join(sorted(names))}")
+        if sorted(_views(r).views) != sorted(names):
+            raise EvalError(f"run {describe(run)}: {r.task} query {r.query_id} has views "
+                            f"{', '.join(sorted(_views(r).views))} but the first record has {', '.join(sorted(names))}")
     return names
 
 
 def _view_run(reg, spec: str, role: str = "run",
-              to_parent: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+              to_parent: bool = False) -> tuple[dict[str, Any], list[QueryRecord], list[str]]:
     """A done run whose records carry SCALE's per-view answers (``scale``, or a derived ``scale-*`` run).
 
     ``to_parent``: a derived run is replaced by the SCALE run it was derived from (with a note)."""
     run, note = resolve_run(reg, spec, role=role)
     notes = [note] if note else []
-    parent = (run.get("config") or {}).get("derived_from")
+    parent = config_of(run).derived_from
     if to_parent and parent:
         try:
             prun = reg.run(parent)
         except RegistryError:
-            raise EvalError(f"run {_describe(run)} was derived from the SCALE run {parent}, "
+            raise EvalError(f"run {describe(run)} was derived from the SCALE run {parent}, "
                             "which is no longer in the registry") from None
-        notes.append(f"{_describe(run)} is derived from the SCALE run {prun['id']}; auditing that run and its derived runs")
+        notes.append(f"{describe(run)} is derived from the SCALE run {prun['id']}; auditing that run and its derived runs")
         run = prun
-    _require_done([run])
-    recs = reg.records(run["id"])
-    if not _has_views(recs):
+    require_done([run])
+    recs = load_records(reg, run["id"])
+    if not has_views(recs):
         what = "has no records" if not recs else "has no per-view records"
-        raise EvalError(f"run {_describe(run)} {what}: it is not a SCALE run (`scalectl eval --method scale` records one)")
+        raise EvalError(f"run {describe(run)} {what}: it is not a SCALE run (`scalectl eval --method scale` records one)")
     return run, recs, notes
 
 
@@ -762,20 +840,20 @@ def derived_runs(reg, run_id: str) -> dict[str, dict[str, Any]]:
     """The latest done run of each aggregation derived from the SCALE run ``run_id`` (``{"uniform": run, ...}``)."""
     out: dict[str, dict[str, Any]] = {}
     for r in reg.runs(status="done"):
-        cfg = r.get("config") or {}
-        if cfg.get("derived_from") != run_id:
+        cfg = config_of(r)
+        if cfg.derived_from != run_id:
             continue
-        how = cfg.get("aggregation") or str(r["method"]).removeprefix("scale-")
+        how = cfg.aggregation or str(r["method"]).removeprefix("scale-")
         old = out.get(how)
         if old is None or r["seq"] > old["seq"]:
             out[how] = r
     return out
 
 
-def _by_task(recs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
+def _by_task(recs: list[QueryRecord]) -> dict[str, list[QueryRecord]]:
+    out: dict[str, list[QueryRecord]] = {}
     for r in recs:
-        out.setdefault(r["task"], []).append(r)
+        out.setdefault(r.task, []).append(r)
     return dict(sorted(out.items()))
 
 
@@ -784,27 +862,24 @@ def _lowest_loss_view(losses: dict[str, float]) -> str:
     return min(losses, key=lambda v: (losses[v], v))
 
 
-def _oracle_views(by_task: dict[str, list[dict[str, Any]]], names: list[str]) -> dict[str, str]:
-    """Per task the view with the best query accuracy, ties to the lower support loss (as the derived oracle run)."""
-    out = {}
-    for t, rs in by_task.items():
-        acc = {v: sum(bool(r["extra"]["views"][v]["correct"]) for r in rs) / len(rs) for v in names}
-        losses = rs[0]["extra"].get("view_losses") or {}
-        out[t] = max(names, key=lambda v: (acc[v], -losses.get(v, 0.0)))
-    return out
-
-
-def _aggregate_correct(recs: list[dict[str, Any]], how: str, oracle: dict[str, str] | None = None) -> dict[tuple[str, str], bool]:
+def _aggregate_correct(recs: list[QueryRecord], how: str, oracle: dict[str, str] | None = None) -> dict[tuple[str, str], bool]:
     """Correctness of each query under one aggregation, recomputed from the view records (no decoding)."""
-    from .methods import aggregate
+    from .methods.scale import aggregate
 
     out = {}
     for r in recs:
-        x = r["extra"]
-        norm = {v: d["normalized"] for v, d in x["views"].items()}
-        _, view, _ = aggregate(norm, x["view_losses"], how, oracle_view=(oracle or {}).get(r["task"]))
-        out[(r["task"], str(r["query_id"]))] = bool(x["views"][view]["correct"])
+        x = _views(r)
+        norm = {v: d.normalized for v, d in x.views.items()}
+        _, view, _ = aggregate(norm, x.view_losses, how, oracle_view=(oracle or {}).get(r.task))
+        out[(r.task, str(r.query_id))] = bool(x.views[view].correct)
     return out
+
+
+def _view_support_loss(plans: dict[str, TaskPlan], task: str, view: str) -> float | None:
+    """``L_v`` of one view on one task as its plan stored it (None when the plan has no such view or loss)."""
+    p = plans.get(task)
+    vp = p.views.get(view) if isinstance(p, ViewsPlanSummary) else None
+    return vp.support_loss if vp is not None else None
 
 
 def views(reg, run: str = "scale") -> dict[str, Any]:
@@ -833,15 +908,16 @@ def views(reg, run: str = "scale") -> dict[str, Any]:
     names = _view_names(srun, recs)
     by_task = _by_task(recs)
     derived = derived_runs(reg, srun["id"])
-    oracle_view = _oracle_views(by_task, names)
-    agg: dict[str, dict[tuple[str, str], bool]] = {"support": {(r["task"], str(r["query_id"])): bool(r["correct"]) for r in recs}}
+    oracle_view = oracle_views(by_task, names)
+    agg: dict[str, dict[tuple[str, str], bool]] = {"support": {(r.task, str(r.query_id)): bool(r.correct) for r in recs}}
     for how in SCALE_AGGREGATES:
         d = derived.get(how)
-        drecs = _keyed(reg.records(d["id"])) if d else {}
+        drecs = keyed(load_records(reg, d["id"])) if d else {}
         if d and set(drecs) == set(agg["support"]):
-            agg[how] = {k: bool(v["correct"]) for k, v in drecs.items()}
+            agg[how] = {k: bool(v.correct) for k, v in drecs.items()}
             if how == "oracle":
-                ov = (d.get("summary") or {}).get("oracle_views")
+                dsum = RunRecord.from_row(d).summary
+                ov = dsum.oracle_views if dsum is not None else None
                 if isinstance(ov, dict):
                     oracle_view.update({t: v for t, v in ov.items() if t in oracle_view})
         else:
@@ -850,22 +926,23 @@ def views(reg, run: str = "scale") -> dict[str, Any]:
             else:
                 notes.append(f"no derived scale-{how} run: recomputed from the view records")
             agg[how] = _aggregate_correct(recs, how, oracle_view)
-    plans = (srun.get("summary") or {}).get("plans") or {}
+    srec = RunRecord.from_row(srun)
+    plans = run_plans(srec)
     rows = []
     for t, rs in by_task.items():
-        keys = [(t, str(r["query_id"])) for r in rs]
+        keys = [(t, str(r.query_id)) for r in rs]
         acc = {how: sum(agg[how][k] for k in keys) / len(rs) for how in agg}
-        losses = dict(rs[0]["extra"].get("view_losses") or {})
+        losses = dict(_views(rs[0]).view_losses or {})
         for v in names:
-            sl = (((plans.get(t) or {}).get("views") or {}).get(v) or {}).get("support_loss")
+            sl = _view_support_loss(plans, t, v)
             if sl is not None:
                 losses[v] = float(sl)
         rows.append({
             "task": t, "n": len(rs),
-            "view_accuracy": {v: sum(bool(r["extra"]["views"][v]["correct"]) for r in rs) / len(rs) for v in names},
+            "view_accuracy": {v: sum(bool(_views(r).views[v].correct) for r in rs) / len(rs) for v in names},
             "support": acc["support"], "uniform": acc["uniform"], "best_view": acc["best-view"], "oracle": acc["oracle"],
             "oracle_view": oracle_view[t],
-            "any_view_correct": sum(any(bool(d["correct"]) for d in r["extra"]["views"].values()) for r in rs) / len(rs),
+            "any_view_correct": sum(any(bool(d.correct) for d in _views(r).views.values()) for r in rs) / len(rs),
             "headroom": acc["oracle"] - acc["support"],
             "lowest_loss_view": _lowest_loss_view(losses) if losses else None, "view_losses": losses,
         })
@@ -876,7 +953,7 @@ def views(reg, run: str = "scale") -> dict[str, Any]:
              "view_losses": None}
     return {"run": srun["id"], "label": srun.get("label"), "views": names, "tasks": rows, "macro": macro,
             "derived": {how: (derived[how]["id"] if how in derived else None) for how in SCALE_AGGREGATES},
-            "path_cost": (srun.get("summary") or {}).get("path_cost") or {}, "notes": notes}
+            "path_cost": recorded_path_cost(srec), "notes": notes}
 
 
 # presentation helpers shared by the CLI tables and the HTML report
@@ -939,17 +1016,17 @@ def lasrc_setting(run: dict[str, Any]) -> dict[str, Any] | None:
     (method, backbone, other parameters, adapters and weights or the method config)}``.
     """
     from .merge.table import resolve_merger
+    from .methods import merger_of
 
-    cfg = run.get("config") or {}
-    comp = cfg.get("composition") or None
-    mc = cfg.get("method_config") or None
+    cfg = config_of(run)
+    comp = cfg.composition or None
+    mc = cfg.method_config or None
     if isinstance(comp, dict) and str(comp.get("merger", "")).split("+")[-1] == "lasrc":
         given = comp.get("params") or {}
         family: dict[str, Any] = {"merger": comp.get("merger"), "sdp": comp.get("sdp"),
                                   "adapters": [a.get("name") if isinstance(a, dict) else a for a in comp.get("adapters") or []],
                                   "weights": comp.get("weights")}
-    elif isinstance(mc, dict) and (mc.get("method") in ("lasrc", "sdp+lasrc")
-                                   or (mc.get("method") == "scale" and mc.get("scale_merger", "lasrc") == "lasrc")):
+    elif isinstance(mc, dict) and str(merger_of(mc) or "").split("+")[-1] == "lasrc":
         given = mc.get("merger_params") or {}
         family = {"method_config": {k: v for k, v in mc.items() if k != "merger_params"}}
     else:
@@ -957,7 +1034,7 @@ def lasrc_setting(run: dict[str, Any]) -> dict[str, Any] | None:
     try:
         resolved = resolve_merger("lasrc", {k: v for k, v in given.items() if not str(k).startswith("sdp.")}).params
     except ScalectlError as e:
-        raise EvalError(f"run {_describe(run)} records LASRC parameters that no longer resolve: {e}") from None
+        raise EvalError(f"run {describe(run)} records LASRC parameters that no longer resolve: {e}") from None
     switches = {s: bool(resolved.get(s, False)) for s in ABLATION_SWITCHES}
     other = {k: v for k, v in resolved.items() if k not in ABLATION_SWITCHES}
     key = json.dumps({"method": run["method"], "base_model": _base_model(run), "params": other, **family},
@@ -999,35 +1076,35 @@ def ablations(reg, runs: Sequence[str] | str | None = None) -> dict[str, Any]:
             r, note = resolve_run(reg, spec)
             if note:
                 notes.append(note)
-            _require_done([r])
+            require_done([r])
             if r["id"] not in settings:
-                raise EvalError(f"run {_describe(r)} does not compose with lasrc (neither config.composition nor "
+                raise EvalError(f"run {describe(r)} does not compose with lasrc (neither config.composition nor "
                                 "config.method_config names an lasrc merger)")
             if r["id"] not in {x["id"] for x in chosen}:
                 chosen.append(r)
     else:
-        chosen = [r for r in done if r["id"] in settings and not (r.get("config") or {}).get("derived_from")]
+        chosen = [r for r in done if r["id"] in settings and not config_of(r).derived_from]
         if not chosen:
             raise EvalError("no done run composes with lasrc; e.g. `scalectl eval --method lasrc --param no_guard=true ...` "
                             "and the same without --param record an ablation pair")
     by_id = {r["id"]: r for r in done}
-    keyed_cache: dict[str, dict] = {}
+    keyed_cache: dict[str, dict[tuple[str, str], QueryRecord]] = {}
 
-    def keyed(rid: str) -> dict:
+    def keyed_of(rid: str) -> dict[tuple[str, str], QueryRecord]:
         if rid not in keyed_cache:
-            keyed_cache[rid] = _keyed(reg.records(rid))
+            keyed_cache[rid] = keyed(load_records(reg, rid))
         return keyed_cache[rid]
 
-    def macro(k: dict, keys: list | None = None) -> float:
+    def macro(k: dict[tuple[str, str], QueryRecord], keys: list | None = None) -> float:
         keys = list(k) if keys is None else keys
-        return macro_accuracy(np.array([k[x]["correct"] for x in keys], dtype=float), np.array([x[0] for x in keys]))
+        return macro_accuracy(np.array([k[x].correct for x in keys], dtype=float), np.array([x[0] for x in keys]))
 
     rows = []
     for r in chosen:
         s = settings[r["id"]]
-        km = keyed(r["id"])
+        km = keyed_of(r["id"])
         if not km:
-            raise EvalError(f"run {_describe(r)} has no records")
+            raise EvalError(f"run {describe(r)} has no records")
         row = {"run": r["id"], "method": r["method"], "label": r.get("label"), "switches": s["switches"],
                "on": [k for k, v in s["switches"].items() if v], "macro_accuracy": macro(km), "n_queries": len(km),
                "n_tasks": len({k[0] for k in km}), "reference": None, "delta": None, "i2c": None, "c2i": None,
@@ -1036,15 +1113,15 @@ def ablations(reg, runs: Sequence[str] | str | None = None) -> dict[str, Any]:
             row.update(reference=r["id"], delta=0.0, i2c=0, c2i=0)
         else:
             refs = [by_id[i] for i, x in settings.items() if x["family"] == s["family"] and not any(x["switches"].values())]
-            refs = [x for x in refs if not any(_mismatch(keyed(x["id"]), km))]
+            refs = [x for x in refs if not any(mismatch(keyed_of(x["id"]), km))]
             if refs:
                 ref = max(refs, key=lambda x: x["seq"])
-                kb = keyed(ref["id"])
+                kb = keyed_of(ref["id"])
                 keys = list(kb)
-                f = flips(np.array([km[k]["correct"] for k in keys]), np.array([kb[k]["correct"] for k in keys]))
+                f = flips(np.array([km[k].correct for k in keys]), np.array([kb[k].correct for k in keys]))
                 row.update(reference=ref["id"], delta=macro(km, keys) - macro(kb, keys), i2c=f["i2c"], c2i=f["c2i"])
             else:
-                notes.append(f"{_describe(r)} ({', '.join(row['on'])}): no done run with every switch off in the same "
+                notes.append(f"{describe(r)} ({', '.join(row['on'])}): no done run with every switch off in the same "
                              "family (method, adapters/weights or method config, other parameters) covers its queries")
         rows.append(row)
     fam_order = {f: i for i, f in enumerate(dict.fromkeys(x["family"] for x in rows))}
@@ -1131,20 +1208,20 @@ def calibration(reg, run: str = "scale") -> dict[str, Any]:
     """
     r, recs, notes = _view_run(reg, run)
     names = _view_names(r, recs)
-    plans = (r.get("summary") or {}).get("plans") or {}
+    plans = run_plans(r)
     points = []
     best_hits = 0
     by_task = _by_task(recs)
     for t, rs in by_task.items():
-        rec_losses = rs[0]["extra"].get("view_losses") or {}
+        rec_losses = _views(rs[0]).view_losses or {}
         accs = {}
         for v in names:
-            sl = (((plans.get(t) or {}).get("views") or {}).get(v) or {}).get("support_loss")
+            sl = _view_support_loss(plans, t, v)
             if sl is None:
                 sl = rec_losses.get(v)
             if sl is None:
-                raise EvalError(f"run {_describe(r)}: no support loss for view {v} on {t}")
-            accs[v] = sum(bool(x["extra"]["views"][v]["correct"]) for x in rs) / len(rs)
+                raise EvalError(f"run {describe(r)}: no support loss for view {v} on {t}")
+            accs[v] = sum(bool(_views(x).views[v].correct) for x in rs) / len(rs)
             points.append({"task": t, "view": v, "support_loss": float(sl), "accuracy": accs[v], "n": len(rs)})
         tl = {p["view"]: p["support_loss"] for p in points if p["task"] == t}
         best_hits += accs[_lowest_loss_view(tl)] >= max(accs.values()) - 1e-12
@@ -1154,11 +1231,11 @@ def calibration(reg, run: str = "scale") -> dict[str, Any]:
                      (" (fewer than 3)" if len(points) < 3 else ", and the losses or the accuracies are all equal"))
     conf = []
     for x in recs:
-        a = x["extra"].get("agreement")
+        a = _views(x).agreement
         if a is None:
-            raise EvalError(f"run {_describe(r)}: {x['task']} query {x['query_id']} has no agreement score")
+            raise EvalError(f"run {describe(r)}: {x.task} query {x.query_id} has no agreement score")
         conf.append(float(a))
-    cr = coverage_risk(conf, [x["correct"] for x in recs])
+    cr = coverage_risk(conf, [x.correct for x in recs])
     if len(cr["points"]) == 1:
         notes.append("every query has the same agreement score: the coverage-risk curve is a single point")
     return {"run": r["id"], "method": r["method"], "label": r.get("label"), "views": names, "points": points,
@@ -1243,45 +1320,47 @@ def _searched_nothing(weights: Sequence[float] | None, support_loss: float | Non
     return support_loss is not None and base_loss is not None and float(support_loss) >= base_loss - LOSS_TOL
 
 
-def _scale_view_group(view_plan: dict[str, Any], query_id: str) -> list[dict[str, Any]]:
+def _scale_view_group(view_plan: PlanSummary, query_id: str) -> list[GroupSummary]:
     """The group(s) of one SCALE view that may have decoded ``query_id``: the routed cluster when the view's retrieval
     routing is stored (``support-J`` for the query's support example J, J its position in the retrieval's ``local``
     lists), else every group of the view."""
-    groups = view_plan.get("groups") or []
-    ret = view_plan.get("retrieval") or {}
-    sids = [str(x.get("support")) for x in ret.get("local") or []] or [str(s) for s in view_plan.get("support_ids") or []]
+    groups = view_plan.groups or []
+    ret = view_plan.retrieval or {}  # a retrieve.Retrieval as stored
+    sids = [str(x.get("support")) for x in ret.get("local") or []] or [str(s) for s in view_plan.support_ids or []]
     for q in ret.get("queries") or []:
         if str(q.get("id")) == str(query_id) and str(q.get("support")) in sids:
             label = f"support-{sids.index(str(q.get('support')))}"
-            hit = [g for g in groups if g.get("label") == label]
+            hit = [g for g in groups if g.label == label]
             if hit:
                 return hit
     return groups
 
 
-def retrieval_miss(record: dict[str, Any], plan: dict[str, Any] | None) -> bool | None:
+def retrieval_miss(record: QueryRecord | dict[str, Any], plan: TaskPlan | dict[str, Any] | None) -> bool | None:
     """:data:`ERROR_RULES` ``retrieval_miss`` for one record; ``None`` when undecidable (no searched path).
 
     Args:
-        record: a record; ``extra`` of a method run has ``path``, ``weights``, ``support_loss``; of a SCALE run, ``views``.
-        plan: the run's ``summary["plans"][task]`` (groups with their search history; SCALE: ``views``), or None.
+        record: a record (typed, or as stored); its ``extra`` is a PathRecord (``path``, ``weights``,
+            ``support_loss``) for a method run, a ViewsRecord for a SCALE run.
+        plan: the run's plan of the record's task (``summary.plans[task]``: groups with their search history; SCALE:
+            per-view plans), typed or as stored, or None.
     """
-    x = record.get("extra") or {}
-    plan = plan or {}
-    if isinstance(x.get("views"), dict):
-        vplans = plan.get("views") or {}
-        if not vplans or any(v not in vplans for v in x["views"]):
+    rec = as_record(record)
+    p = as_plan(plan)
+    if rec.views is not None:
+        vplans = p.views if isinstance(p, ViewsPlanSummary) else {}
+        if not vplans or any(v not in vplans for v in rec.views.views):
             return None
-        for v in x["views"]:
-            groups = _scale_view_group(vplans[v], str(record["query_id"]))
-            if not groups or not all(_searched_nothing(g.get("weights"), g.get("support_loss"), _base_loss(g.get("search")))
-                                     for g in groups):
+        for v in rec.views.views:
+            groups = _scale_view_group(vplans[v], str(rec.query_id))
+            if not groups or not all(_searched_nothing(g.weights, g.support_loss, _base_loss(g.search)) for g in groups):
                 return False
         return True
-    if "support_loss" not in x or "weights" not in x:
+    path = rec.path
+    if path is None or path.support_loss is None or path.weights is None:
         return None  # zero-shot, --adapters, logo, lmix-sr: no searched path
-    group = next((g for g in plan.get("groups") or [] if g.get("label") == x.get("path")), None)
-    return _searched_nothing(x.get("weights"), x.get("support_loss"), _base_loss((group or {}).get("search")))
+    group = next((g for g in (p.groups if isinstance(p, PlanSummary) else []) or [] if g.label == path.path), None)
+    return _searched_nothing(path.weights, path.support_loss, _base_loss(group.search if group is not None else None))
 
 
 def _merger_of(run: dict[str, Any]) -> str | None:
@@ -1289,36 +1368,27 @@ def _merger_of(run: dict[str, Any]) -> str | None:
     comp = cfg.get("composition") or {}
     if isinstance(comp, dict) and comp.get("merger"):
         return str(comp["merger"])
-    mc = cfg.get("method_config") or {}
-    m = mc.get("method") if isinstance(mc, dict) else None
-    if m in ("ilc", "lmix-fr", "lmix-sr"):
-        return "linear"
-    from .methods import MATCHED_MERGERS
+    from .methods import merger_of
 
-    if m in MATCHED_MERGERS:
-        return MATCHED_MERGERS[m]
-    if m == "scale":
-        sm = mc.get("scale_merger", "lasrc")
-        return f"sdp+{sm}" if float(mc.get("sdp_rate", 0.5) or 0) > 0 else sm
-    return None
+    return merger_of(cfg.get("method_config"))
 
 
 def _uses_sdp(run: dict[str, Any]) -> bool:
-    for p in ((run.get("summary") or {}).get("plans") or {}).values():
-        for vp in (p.get("views") or {}).values():
-            if any(str(g.get("merger", "")).startswith("sdp+") for g in vp.get("groups") or []):
+    for p in run_plans(run).values():
+        for vp in (p.views if isinstance(p, ViewsPlanSummary) else {}).values():
+            if any(str(g.merger or "").startswith("sdp+") for g in vp.groups or []):
                 return True
     return str(_merger_of(run) or "").startswith("sdp+")
 
 
-def classify_errors(records: list[dict[str, Any]], plans: dict[str, Any] | None = None,
-                    baseline: dict[tuple[str, str], dict[str, Any]] | None = None,
-                    no_sdp: dict[tuple[str, str], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def classify_errors(records: Sequence[QueryRecord | dict[str, Any]], plans: dict[str, Any] | None = None,
+                    baseline: dict[tuple[str, str], Any] | None = None,
+                    no_sdp: dict[tuple[str, str], Any] | None = None) -> list[dict[str, Any]]:
     """The categories of every wrong record (:data:`ERROR_RULES`); pure, no registry.
 
     Args:
-        records: the run's records.
-        plans: the run's ``summary["plans"]`` (for retrieval misses).
+        records: the run's records (:class:`~scalectl.runrecords.QueryRecord`, or as stored).
+        plans: the run's task plans (``summary.plans``, typed or as stored; for retrieval misses).
         baseline: the linear-merge baseline's records keyed by (task, query_id) (composition failures), or None.
         no_sdp: the no-SDP SCALE control's records keyed by (task, query_id) (sparsification failures), or None.
 
@@ -1326,36 +1396,37 @@ def classify_errors(records: list[dict[str, Any]], plans: dict[str, Any] | None 
         One dict per wrong record: task, query_id, categories (list, "other" when none), and ``undecided`` (the
         categories that could not be decided for it).
     """
+    typed_plans = {t: as_plan(p) for t, p in (plans or {}).items()}
     out = []
-    for r in records:
-        if r["correct"]:
+    for r in map(as_record, records):
+        if r.correct:
             continue
-        key = (r["task"], str(r["query_id"]))
-        x = r.get("extra") or {}
-        vs = x.get("views") if isinstance(x.get("views"), dict) and x.get("views") else None
+        key = (r.task, str(r.query_id))
+        vs = r.views.views if r.views is not None and r.views.views else None
         verdict: dict[str, bool | None] = {}
-        verdict["retrieval_miss"] = retrieval_miss(r, (plans or {}).get(r["task"]))
-        verdict["composition_failure"] = None if baseline is None else bool(baseline[key]["correct"])
+        verdict["retrieval_miss"] = retrieval_miss(r, typed_plans.get(r.task))
+        verdict["composition_failure"] = None if baseline is None else bool(as_record(baseline[key]).correct)
         if vs is None or no_sdp is None:
             verdict["sparsification_failure"] = None
         else:
-            ctrl = (no_sdp[key].get("extra") or {}).get("views") or {}
-            verdict["sparsification_failure"] = (not any(bool(d["correct"]) for d in vs.values())
-                                                 and any(bool(ctrl[v]["correct"]) for v in vs if v in ctrl))
+            cv = as_record(no_sdp[key]).views
+            ctrl = cv.views if cv is not None else {}
+            verdict["sparsification_failure"] = (not any(bool(d.correct) for d in vs.values())
+                                                 and any(bool(ctrl[v].correct) for v in vs if v in ctrl))
         if vs is None:
             verdict["agreement_failure"] = verdict["calibration_failure"] = None
         else:
-            verdict["agreement_failure"] = any(bool(d["correct"]) for d in vs.values())
-            losses = x.get("view_losses") or {}
+            verdict["agreement_failure"] = any(bool(d.correct) for d in vs.values())
+            losses = _views(r).view_losses or {}
             if set(vs) <= set(losses):
                 low = _lowest_loss_view({v: float(losses[v]) for v in vs})
-                verdict["calibration_failure"] = not vs[low]["correct"] and any(bool(vs[v]["correct"]) for v in vs if v != low)
+                verdict["calibration_failure"] = not vs[low].correct and any(bool(vs[v].correct) for v in vs if v != low)
             else:
                 verdict["calibration_failure"] = None
-        ec = r.get("extracted_correct")
+        ec = r.extracted_correct
         verdict["normalization_failure"] = None if ec is None else bool(ec)
         cats = [c for c, v in verdict.items() if v]
-        out.append({"task": r["task"], "query_id": str(r["query_id"]), "categories": cats or ["other"],
+        out.append({"task": r.task, "query_id": str(r.query_id), "categories": cats or ["other"],
                     "undecided": [c for c, v in verdict.items() if v is None]})
     return out
 
@@ -1382,27 +1453,27 @@ def errors(reg, run: str, baseline: str | None = None, no_sdp: str | None = None
     """
     r, note = resolve_run(reg, run)
     notes = [note] if note else []
-    _require_done([r])
-    recs = reg.records(r["id"])
+    require_done([r])
+    recs = load_records(reg, r["id"])
     if not recs:
-        raise EvalError(f"run {_describe(r)} has no records")
-    km = _keyed(recs)
-    is_scale = _has_views(recs)
+        raise EvalError(f"run {describe(r)} has no records")
+    km = keyed(recs)
+    is_scale = has_views(recs)
     base_k = ctrl_k = None
     b = c = None
     if baseline:
         b, note = resolve_run(reg, baseline, role="baseline")
         if note:
             notes.append(note)
-        _require_done([b])
+        require_done([b])
         if _merger_of(b) != "linear":
-            raise EvalError(f"the baseline {_describe(b)} is not a linear merge (merger {_merger_of(b) or 'none'}); composition "
+            raise EvalError(f"the baseline {describe(b)} is not a linear merge (merger {_merger_of(b) or 'none'}); composition "
                             "failures compare with ilc or `eval --adapters ... --merger linear`")
         if "lasrc" not in str(_merger_of(r) or ""):
-            raise EvalError(f"run {_describe(r)} does not compose with lasrc (merger {_merger_of(r) or 'none'}); composition "
+            raise EvalError(f"run {describe(r)} does not compose with lasrc (merger {_merger_of(r) or 'none'}); composition "
                             "failures compare an lasrc run with its linear baseline")
         _require_same_backbone(b, [r])
-        base_k = _keyed(reg.records(b["id"]))
+        base_k = keyed(load_records(reg, b["id"]))
         _check_alignment(b, r, base_k, km)
         if is_scale:
             notes.append("the run is SCALE: besides the merge it differs from the linear baseline in views, SDP and aggregation")
@@ -1410,27 +1481,27 @@ def errors(reg, run: str, baseline: str | None = None, no_sdp: str | None = None
         c, note = resolve_run(reg, no_sdp, role="no-SDP control")
         if note:
             notes.append(note)
-        _require_done([c])
+        require_done([c])
         if not is_scale:
-            raise EvalError(f"run {_describe(r)} has no per-view records; sparsification failures are decided for SCALE runs")
+            raise EvalError(f"run {describe(r)} has no per-view records; sparsification failures are decided for SCALE runs")
         if not _uses_sdp(r):
-            raise EvalError(f"run {_describe(r)} composes its views without SDP; nothing to compare with a no-SDP control")
-        crecs = reg.records(c["id"])
-        if not _has_views(crecs) or _uses_sdp(c):
-            raise EvalError(f"the no-SDP control {_describe(c)} must be a SCALE run without SDP (`eval --method scale --sdp 0`)")
+            raise EvalError(f"run {describe(r)} composes its views without SDP; nothing to compare with a no-SDP control")
+        crecs = load_records(reg, c["id"])
+        if not has_views(crecs) or _uses_sdp(c):
+            raise EvalError(f"the no-SDP control {describe(c)} must be a SCALE run without SDP (`eval --method scale --sdp 0`)")
         _require_same_backbone(c, [r])
-        ctrl_k = _keyed(crecs)
+        ctrl_k = keyed(crecs)
         _check_alignment(c, r, ctrl_k, km)
-        missing = sorted(set(recs[0]["extra"]["views"]) - set(crecs[0]["extra"]["views"]))
+        missing = sorted(set(_views(recs[0]).views) - set(_views(crecs[0]).views))
         if missing:
-            raise EvalError(f"the no-SDP control {_describe(c)} lacks the view(s) {', '.join(missing)} of run {_describe(r)}")
-    per_q = classify_errors(recs, (r.get("summary") or {}).get("plans"), base_k, ctrl_k)
+            raise EvalError(f"the no-SDP control {describe(c)} lacks the view(s) {', '.join(missing)} of run {describe(r)}")
+    plans = run_plans(r)
+    per_q = classify_errors(recs, plans, base_k, ctrl_k)
     n_wrong = len(per_q)
-    plans = (r.get("summary") or {}).get("plans") or {}
-    available = {"retrieval_miss": any(retrieval_miss(x, plans.get(x["task"])) is not None for x in recs),
+    available = {"retrieval_miss": any(retrieval_miss(x, plans.get(x.task)) is not None for x in recs),
                  "composition_failure": base_k is not None, "sparsification_failure": ctrl_k is not None,
                  "agreement_failure": is_scale, "calibration_failure": is_scale,
-                 "normalization_failure": any(x.get("extracted_correct") is not None for x in recs), "other": True}
+                 "normalization_failure": any(x.extracted_correct is not None for x in recs), "other": True}
     why = {"retrieval_miss": "no weight-searched path in the records", "composition_failure": "no --baseline",
            "sparsification_failure": "no --no-sdp control" if is_scale else "not a SCALE run",
            "agreement_failure": "not a SCALE run", "calibration_failure": "not a SCALE run",
@@ -1446,9 +1517,9 @@ def errors(reg, run: str, baseline: str | None = None, no_sdp: str | None = None
         elif 0 < undecided_n:
             notes.append(f"{cat} undecided for {undecided_n} of {n_wrong} wrong queries (no deciding record)")
     if base_k is not None and not is_scale:
-        def path(k: tuple[str, str], recs_k: dict) -> tuple:
-            x = recs_k[k].get("extra") or {}
-            return x.get("candidates"), x.get("weights")
+        def path(k: tuple[str, str], recs_k: dict[tuple[str, str], QueryRecord]) -> tuple:
+            x = recs_k[k].path
+            return (x.candidates, x.weights) if x is not None else (None, None)
 
         diff = sum(1 for q in per_q if "composition_failure" in q["categories"]
                    and path((q["task"], q["query_id"]), km) != path((q["task"], q["query_id"]), base_k))

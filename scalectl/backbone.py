@@ -438,7 +438,7 @@ def generate_greedy(bb: Backbone, prompts: list[str], max_new_tokens: int = 32, 
             for t in tok.batch_decode(new, skip_special_tokens=True):
                 t = t.strip()
                 if stop_at_newline:
-                    t = t.split("\n", 1)[0].strip()
+                    t = t.split("\n", 1)[0].strip()  # stop at the newline (bbh.prediction: the same rule)
                 outs.append(t)
             if on_batch is not None:
                 on_batch(len(new))

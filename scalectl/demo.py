@@ -54,8 +54,9 @@ def demo_manifest() -> Path:
 def run_demo(base: str | None = None, full: bool = False, limit: int | None = None, tasks: list[str] | None = None,
              bbh_dir: str | None = None, uniform: bool = False, steps: int = 40,
              progress: Progress | None = None) -> dict[str, Any]:
+    from .audit import compare_runs
     from .backbone import load_backbone
-    from .evaluate import compare_runs, run_base, run_eval
+    from .evaluate import run_base, run_eval
     from .registry import Registry
     from .tasks import bbh
 

@@ -43,3 +43,17 @@ class EvalError(ScalectlError):
 
 class RetrievalError(ScalectlError):
     """An embedding index or a retrieval request is missing, stale or malformed (unknown view, wrong embedder)."""
+
+
+class ParameterError(EvalError):
+    """A setting the library refuses, named as the library names it (``limit``, ``sdp_rate``). ``template`` has
+    ``{0}``, ``{1}``... where the settings' names go; the CLI fills them with its flags (``--limit``, ``--sdp``)
+    through :meth:`say`."""
+
+    def __init__(self, template: str, *params: str):
+        super().__init__(template.format(*params))
+        self.template, self.params = template, params
+
+    def say(self, flags: dict[str, str]) -> str:
+        """The message with each setting named by its flag (``flags``: setting -> flag; others keep their name)."""
+        return self.template.format(*(flags.get(p, p) for p in self.params))

@@ -19,36 +19,16 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import EvalError, ScalectlError
 from .progress import Progress, ensure
 
+if TYPE_CHECKING:
+    from .evaluate import RunRequest
+
 LOCAL = ("", "local")
 _ENV_PREFIXES = ("SCALECTL_", "HF_", "TRANSFORMERS_")
-
-
-@dataclass
-class RunSpec:
-    """One eval run, as :func:`scalectl.evaluate.run_eval` takes it."""
-
-    tasks: Any
-    method: Any = None  # a MethodConfig or a method name
-    base_only: bool = False
-    adapters: list[str] | None = None
-    weights: list[float] | None = None
-    merger: str = "linear"
-    params: dict[str, Any] | None = None
-    pool: str | None = None
-    limit: int | None = None
-    label: str | None = None
-    base: str | None = None
-    bbh_dir: str | None = None
-    batch_size: int = 10
-    device: str | None = None
-    allow_partial: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _is_client(address: str | None) -> bool:
@@ -102,7 +82,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str
 _WORKER_BB: dict[tuple, Any] = {}
 
 
-def _unit_on_worker(spec: dict[str, Any], unit: Any, threads: int) -> dict[str, Any]:
+def _unit_on_worker(spec: Any, unit: Any, threads: int) -> Any:
     """Runs on a Ray worker: one unit with this worker's (cached) backbone; nothing is written."""
     import torch
 
@@ -110,14 +90,14 @@ def _unit_on_worker(spec: dict[str, Any], unit: Any, threads: int) -> dict[str, 
     from .evaluate import compute_unit
 
     torch.set_num_threads(threads)
-    key = (spec["base"], spec["device"])
+    key = (spec.base, spec.device)
     if key not in _WORKER_BB:
         _WORKER_BB.clear()
-        _WORKER_BB[key] = load_backbone(spec["base"], device=spec["device"])
+        _WORKER_BB[key] = load_backbone(spec.base, device=spec.device)
     return compute_unit(spec, unit, bb=_WORKER_BB[key])
 
 
-def run_specs(specs: list[RunSpec], address: str | None = None, num_cpus: int | None = None, reg=None,
+def run_specs(specs: list[RunRequest], address: str | None = None, num_cpus: int | None = None, reg=None,
               progress: Progress | None = None) -> list:
     """Every unit of every run in ``specs`` as one Ray job; records written here, in order; one EvalResult per spec."""
     import torch
@@ -141,10 +121,7 @@ def run_specs(specs: list[RunSpec], address: str | None = None, num_cpus: int | 
             if key not in bbs:
                 prog.log("loading the base model (the driver computes each run's config)")
                 bbs[key] = load_backbone(base, device=s.device)
-            runs.append(PreparedRun(s.tasks, reg=reg, bb=bbs[key], adapters=s.adapters, weights=s.weights, merger=s.merger,
-                                    params=s.params, pool=s.pool, base_only=s.base_only, bbh_dir=s.bbh_dir, limit=s.limit,
-                                    batch_size=s.batch_size, device=s.device, label=s.label,
-                                    allow_partial=s.allow_partial, method=s.method, progress=prog))
+            runs.append(PreparedRun(s, reg=reg, bb=bbs[key], progress=prog))
     except BaseException as e:
         for r in runs:
             r.fail(e)
@@ -168,7 +145,7 @@ def run_specs(specs: list[RunSpec], address: str | None = None, num_cpus: int | 
                     raise type(cause)(f"{u.task}{' (' + u.view + ')' if u.view else ''}: {cause}") from None
                 raise EvalError(f"Ray job {r.method} on {u.task} failed: {cause or e}") from None
             r.accept(u, res)
-            prog.advance("decode", len(res["outputs"]), description=f"ray: {r.method} {u.task}")
+            prog.advance("decode", len(res.outputs), description=f"ray: {r.method} {u.task}")
         prog.finish("decode")
         wall = time.perf_counter() - t0
     except BaseException as e:

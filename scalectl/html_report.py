@@ -87,11 +87,11 @@ def img_html(png: bytes, alt: str) -> str:
 
 
 def _runs(reg, specs: Sequence[str] | str | None) -> tuple[list[dict[str, Any]], list[str]]:
-    from .audit import _require_done, resolve_runs
+    from .audit import require_done, resolve_runs
 
     runs, notes = resolve_runs(reg, specs)
     if runs:
-        _require_done(runs)
+        require_done(runs)
     else:
         runs = reg.runs(status="done")  # in insertion order
         if not runs:
@@ -113,21 +113,23 @@ def build(reg, runs: Sequence[str] | str | None = None, baseline: str | None = N
     import numpy as np
 
     from . import __version__
-    from .audit import _describe, _has_views, calibration, compat, paired, resolve_run, task_accuracy, views
+    from .audit import calibration, compat, describe, has_views, paired, resolve_run, task_accuracy, views
+    from .runid import config_of
+    from .runrecords import load_records
 
     chosen, notes = _runs(reg, runs)
     rows = []
     for r in chosen:
-        recs = reg.records(r["id"])
+        recs = load_records(reg, r["id"])
         if not recs:
-            notes.append(f"run {_describe(r)} has no records; left out")
+            notes.append(f"run {describe(r)} has no records; left out")
             continue
-        names, acc, n = task_accuracy(np.array([x["correct"] for x in recs], dtype=float), np.array([x["task"] for x in recs]))
+        names, acc, n = task_accuracy(np.array([x.correct for x in recs], dtype=float), np.array([x.task for x in recs]))
         rows.append({"run": r["id"], "method": r["method"], "label": r.get("label"), "base_model": r.get("base_model"),
                      "created": r.get("created"), "n_queries": len(recs), "n_tasks": int(names.size),
                      "macro_accuracy": float(acc.mean()), "tasks": {str(t): float(a) for t, a in zip(names, acc)},
-                     "uses_labels": bool((r.get("config") or {}).get("uses_labels")), "is_scale": _has_views(recs)
-                     and r["method"] == "scale"})
+                     "uses_labels": bool(config_of(r).uses_labels), "is_scale": has_views(recs)
+                     and not config_of(r).derived_from})  # a multi-view run, not one derived from it
     if not rows:
         raise EvalError("none of the runs has records")
     tasks = sorted({t for r in rows for t in r["tasks"]})
@@ -149,7 +151,7 @@ def build(reg, runs: Sequence[str] | str | None = None, baseline: str | None = N
             pair = pair or res
             results += res["results"]
         if pair is None:
-            notes.append(f"no run could be paired with the baseline {_describe(base)}")
+            notes.append(f"no run could be paired with the baseline {describe(base)}")
         else:
             pair = {**pair, "results": results}
     scale = []

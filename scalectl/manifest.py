@@ -133,7 +133,7 @@ def load_manifest(path: str | Path) -> Manifest:
             raise ManifestError(f"{path}: adapters[{i}] has no 'source' (a hub id hf:ORG/NAME or a local path)")
         merged = {**defaults, **item}
         if "examples_file" in merged:
-            merged["examples"] = _read_examples(root / merged.pop("examples_file"), f"{path}: adapters[{i}]")
+            merged["examples"] = read_examples(root / merged.pop("examples_file"), f"{path}: adapters[{i}]")
         if "examples" in merged:
             _check_examples(merged["examples"], f"{path}: adapters[{i}]")
         entries.append(ManifestEntry(source=_norm_source(src, root), name=merged.pop("name", None),
@@ -148,7 +148,7 @@ def _check_examples(ex: Any, where: str) -> None:
         raise ManifestError(f"{where}: 'examples' must be a list of {{input, output}} records")
 
 
-def _read_examples(p: Path, where: str) -> list[dict[str, str]]:
+def read_examples(p: Path, where: str) -> list[dict[str, str]]:
     if not p.is_file():
         raise ManifestError(f"{where}: examples file {p} does not exist")
     out = []

@@ -137,15 +137,18 @@ def run_two_hop(variant: str = "facts", base: str | None = None, n_people: int =
                         examples=(recs, recs), description=f"two-hop probe ({variant}, seed {seed}): {label} records",
                         command=f"scalectl probe two-hop --variant {variant} --seed {seed} --steps {steps}")
         adapters[label] = r.registered or label
-    factors = {k: reg.load_factors(k, pool) for k in sets}
+    from .context import RunContext
+
+    ctx = RunContext(reg, bb, pool)
+    factors = {k: ctx.load_factors(k) for k in sets}
 
     def scores() -> dict[str, float]:
         return {"hop1": _accuracy(bb, w.hop1), "hop2": _accuracy(bb, w.hop2), "two_hop": _accuracy(bb, w.two_hop)}
 
     def composed(names: list[str], weights: list[float], merger: str) -> dict[str, Any]:
-        from .methods import _compose
+        from .methods.plan import compose_deltas
 
-        return _compose(reg, bb, pool, names, weights, merger)
+        return compose_deltas(ctx, names, weights, merger)
 
     rows: list[dict[str, Any]] = []
     prog.log("answering with the base model, each adapter, and each composition")
@@ -159,7 +162,8 @@ def run_two_hop(variant: str = "facts", base: str | None = None, n_people: int =
         with merged_weights(bb.model, composed(["hop1", "hop2"], ws, merger)):
             rows.append({"condition": tag, **scores()})
     # logo: both adapters as branches, per-query weights from one forward pass (L2 signal, weighted)
-    from .methods import MethodConfig, generate_mixed, logo_weights
+    from .methods import MethodConfig
+    from .methods.logo import generate_mixed, logo_weights
     from .tasks.bbh import exact_match
 
     lcfg = MethodConfig(method="logo", logo_k=2)
@@ -167,7 +171,7 @@ def run_two_hop(variant: str = "facts", base: str | None = None, n_people: int =
     logo_scores = {}
     for key, recs in (("hop1", w.hop1), ("hop2", w.hop2), ("two_hop", w.two_hop)):
         prompts = [r["input"] for r in recs]
-        W = logo_weights(reg, bb, pool, ["hop1", "hop2"], prompts, lcfg)
+        W = logo_weights(ctx, ["hop1", "hop2"], prompts, lcfg)
         outs = generate_mixed(bb, fs, prompts, W, _max_new(bb, recs), batch_size=16)
         logo_scores[key] = sum(exact_match(o, r["target"]) for o, r in zip(outs, recs)) / len(recs)
     rows.append({"condition": "dynamic selection (logo)", **logo_scores})

@@ -417,13 +417,15 @@ def train_result(res: Any) -> None:
 
 
 def runs(rows: list[dict[str, Any]]) -> None:
+    from .runrecords import RunRecord
+
     out = []
     for r in rows:
-        s = r.get("summary") or {}
-        c = r.get("config") or {}
-        out.append({"id": r["id"], "method": r["method"], "label": r.get("label"), "status": r["status"],
-                    "tasks": len(c.get("tasks") or []), "queries": s.get("n_queries"),
-                    "macro": f"{100 * s['macro_accuracy']:.1f}" if s.get("macro_accuracy") is not None else None,
+        run = RunRecord.from_row(r)
+        s = run.summary
+        out.append({"id": run.id, "method": run.method, "label": run.label, "status": run.status,
+                    "tasks": len(run.config.tasks or []), "queries": s.n_queries if s is not None else None,
+                    "macro": f"{100 * s.macro_accuracy:.1f}" if s is not None and s.macro_accuracy is not None else None,
                     "created": r["created"]})
     table(out, [Col("id", "run", 0, "id"), Col("method", "method", 0, "id"), Col("label", "label", 2, "id", min_width=12),
                 Col("status", "status", 1), Col("tasks", "tasks", 4), Col("queries", "queries", 3), Col("macro", "macro EM %"),

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from .errors import EvalError
+from .runid import config_of
+from .runrecords import PlanSummary, QueryRecord, RunConfig, RunRecord, ViewsPlanSummary, load_records
 
 LABEL_PREFIX = "results:"
 
@@ -90,13 +92,12 @@ def find_run(reg, r: Row, task: str, limit: int | None, pool: str, runs: list[di
     label = LABEL_PREFIX + (r.derived_from or r.key)
     best = None
     for run in runs if runs is not None else reg.runs(kind="eval", status="done"):
-        cfg = run.get("config") or {}
         if run.get("status") != "done" or run.get("label") != label or run["method"] != r.method:
             continue
-        if cfg.get("tasks") != [task] or cfg.get("limit") != limit:
+        cfg = config_of(run)
+        if cfg.tasks != [task] or cfg.limit != limit:
             continue
-        mc = cfg.get("method_config") or {}
-        if r.method != "zero-shot" and mc.get("pool") != pool:
+        if r.method != "zero-shot" and cfg.pool != pool:
             continue
         best = run  # runs come in insertion order: keep the latest
     return best
@@ -154,10 +155,11 @@ def run_missing(reg, tasks: list[str], limit: int | None, pool: str, *, base: st
     if not jobs:
         return []
     if ray is not None:
-        from .fanout import RunSpec, run_specs
+        from .evaluate import RunRequest
+        from .fanout import run_specs
 
-        specs = [RunSpec(tasks=[t], method=method_config(r), pool=pool, limit=limit, label=LABEL_PREFIX + r.key,
-                         base=base, bbh_dir=bbh_dir, batch_size=batch_size, device=device)
+        specs = [RunRequest(tasks=[t], method=method_config(r), pool=pool, limit=limit, label=LABEL_PREFIX + r.key,
+                            base=base, bbh_dir=bbh_dir, batch_size=batch_size, device=device)
                  for r, t in jobs]
         done = run_specs(specs, address=ray, num_cpus=ray_workers, reg=reg, progress=progress)
         if on_done:
@@ -180,15 +182,18 @@ def run_missing(reg, tasks: list[str], limit: int | None, pool: str, *, base: st
 def _search_seconds(run: dict[str, Any]) -> float:
     """Seconds of the distinct weight searches behind a run, as first measured (cached ones included); for a
     method without searches (LoGo's signal pass) the plan's own search-stage seconds."""
+    from .audit import run_plans
+
     seen: dict[tuple, float] = {}
     wall = 0.0
-    for p in ((run.get("summary") or {}).get("plans") or {}).values():
-        for vp in (p.get("views") or {"_": p}).values():
-            wall += float((vp.get("seconds") or {}).get("search") or 0.0)
-            for g in vp.get("groups") or []:
-                s = g.get("search")
+    for p in run_plans(run).values():
+        vplans: list[PlanSummary] = list(p.views.values()) if isinstance(p, ViewsPlanSummary) else [p]
+        for vp in vplans:
+            wall += float((vp.seconds or {}).get("search") or 0.0)
+            for g in vp.groups or []:
+                s = g.search  # a search.SearchResult as stored
                 if s:
-                    seen[(tuple(s.get("names") or g.get("candidates") or []), tuple(s.get("weights") or []))] = \
+                    seen[(tuple(s.get("names") or g.candidates or []), tuple(s.get("weights") or []))] = \
                         float(s.get("seconds") or 0.0)
     return max(sum(seen.values()), wall)
 
@@ -226,32 +231,35 @@ def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, An
     for r in ROWS:
         if r.key not in shown:
             continue
-        recs: dict[tuple[str, str], dict[str, Any]] = {}
+        recs: dict[tuple[str, str], QueryRecord] = {}
         cost = {"search": 0.0, "compose": 0.0, "decode": 0.0, "retrieval": 0.0, "paths": 1.0, "rss_mb": 0.0}
         run_ids = []
         for t in complete:
             run = found[r.key][t]
             run_ids.append(run["id"])
-            for rec in reg.records(run["id"]):
-                recs[(rec["task"], rec["query_id"])] = rec
+            for rec in load_records(reg, run["id"]):
+                recs[(rec.task, rec.query_id)] = rec
             src = found[r.derived_from].get(t, run) if r.derived_from else run
-            pc = (src.get("summary") or {}).get("path_cost") or {}
+            pc = RunRecord.from_row(src).path_cost
             # (without ilc's run on the task, an LMix row's own searches are what it is charged)
             cost["search"] += _search_seconds(found[SEARCHES_OF[r.key]].get(t, src) if r.key in SEARCHES_OF else src)
-            cost["compose"] += float(pc.get("compose_seconds") or 0.0)
-            cost["decode"] += float(pc.get("decode_seconds") or 0.0)
-            cost["retrieval"] += float(pc.get("retrieval_seconds") or 0.0)
-            cost["paths"] = float(pc.get("paths_per_query") or 1.0)
-            cost["rss_mb"] = max(cost["rss_mb"], float(pc.get("peak_rss_mb") or 0.0))
+            cost["compose"] += float(pc.compose_seconds or 0.0)
+            cost["decode"] += float(pc.decode_seconds or 0.0)
+            cost["retrieval"] += float(pc.retrieval_seconds or 0.0)
+            cost["paths"] = float(pc.paths_per_query or 1.0)
+            cost["rss_mb"] = max(cost["rss_mb"], float(pc.peak_rss_mb or 0.0))
         data["rows"][r.key] = {"records": recs, "cost": cost, "runs": run_ids}
     if complete:
+        from .audit import run_plans
+
         any_run = found[shown[0]][complete[0]]  # zero-shot's when it is on the page
-        data["config"] = any_run["config"]
+        data["config"] = config_of(any_run)
         data["base_model"] = any_run.get("base_model")
         for k in ["ilc"] + shown:  # the index embedder: ilc's retrieval, else any retrieving row's
             if complete[0] in found[k]:
-                plan = ((found[k][complete[0]].get("summary") or {}).get("plans") or {}).get(complete[0]) or {}
-                data["embedder"] = (plan.get("retrieval") or {}).get("embedder")
+                plan = run_plans(found[k][complete[0]]).get(complete[0])
+                retrieval = plan.retrieval if isinstance(plan, PlanSummary) else None  # a retrieve.Retrieval as stored
+                data["embedder"] = (retrieval or {}).get("embedder")
                 if data["embedder"]:
                     break
     from .index import candidate_rows
@@ -287,7 +295,7 @@ def compute(data: dict[str, Any]) -> dict[str, Any]:
         missing = [k for k in keys if k not in recs]
         if missing:
             raise EvalError(f"row {r.key} lacks query {missing[0][0]} {missing[0][1]}: its runs cover other queries")
-        correct[r.key] = np.array([recs[k]["correct"] for k in keys], dtype=float)
+        correct[r.key] = np.array([recs[k].correct for k in keys], dtype=float)
     # paired statistics only where both sides are on the page (None: the baseline has not finished)
     vs = lambda k, base: _stats(correct[k], correct[base], t) if base in correct else None  # noqa: E731
     for r in shown:
@@ -300,12 +308,12 @@ def compute(data: dict[str, Any]) -> dict[str, Any]:
     out["same_outputs_as_ilc"] = {}
     if "ilc" in data["rows"]:
         ilc = data["rows"]["ilc"]["records"]
-        out["same_outputs_as_ilc"] = {r.key: sum(data["rows"][r.key]["records"][k]["raw_output"] == ilc[k]["raw_output"]
+        out["same_outputs_as_ilc"] = {r.key: sum(data["rows"][r.key]["records"][k].raw_output == ilc[k].raw_output
                                                  for k in keys) for r in shown}
     out["any_view_correct"] = None
     sc = data["rows"]["scale"]["records"] if "scale" in data["rows"] else {}
-    if sc and all("views" in (sc[k].get("extra") or {}) for k in keys):
-        out["any_view_correct"] = float(np.mean([any(v["correct"] for v in sc[k]["extra"]["views"].values()) for k in keys]))
+    if sc and all(sc[k].views is not None for k in keys):
+        out["any_view_correct"] = float(np.mean([any(v.correct for v in sc[k].views.views.values()) for k in keys]))
     return out
 
 
@@ -417,7 +425,7 @@ def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, l
     from .backbone import DEFAULT_BASE, resolve_base, same_base
 
     rows = res["rows"]
-    cfg = data.get("config") or {}
+    settings = (data.get("config") or RunConfig()).other  # the decoding settings the runs stored
     embedded = bool(data.get("base_model")) and same_base(resolve_base(DEFAULT_BASE).canonical, data["base_model"])
     L = ["# Results on record", "",
          f"Generated {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `{command}` from the "
@@ -427,8 +435,8 @@ def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, l
         L += ["> " + missing_text(m, len(requested)), ""]
     L += ["## Setup", "",
           f"- Backbone: `{data.get('base_model')}`" + (" (the embedded default, `smollm2-135m`)" if embedded else "")
-          + f", device `{cfg.get('device')}`, {cfg.get('dtype')}; greedy decoding, batch {cfg.get('batch_size')}, "
-          f"{cfg.get('prompt')} prompts.",
+          + f", device `{settings.get('device')}`, {settings.get('dtype')}; greedy decoding, batch "
+          f"{settings.get('batch_size')}, {settings.get('prompt')} prompts.",
           f"- Adapter pool: `{pool}`, {data.get('pool_desc')}"
           + (" (the shipped pool: LoRAs trained by `scalectl pool train` on synthetic skills, none on BBH)."
              if pool == "smollm2-skills" else "."),

@@ -17,7 +17,14 @@ import json
 import re
 from dataclasses import asdict
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Union
+
+from .methods import METHODS, OPTIONS
+from .runrecords import RunConfig, RunRecord
+
+SEARCH_SEED = "search.seed"  # the seed a method's sweep varies unless the method declares another (Method.seed_key)
+
+Run = Union[RunRecord, dict[str, Any]]  # a typed run, or a ``runs`` row as the registry returns it
 
 # Stored with a method run but not what the run *is*: where it ran (the pool is its own filter) and
 # the method name itself.
@@ -25,12 +32,9 @@ NOT_IDENTITY = ("method", "pool")
 
 # Settings that make a run a control, an ablation or another mode of its method rather than the method with
 # other budgets or seeds: a bare method name never names a run that sets one of these.
-CONTROL_KEYS = ("random_views", "scale_merger", "sdp_rate", "merger_params", "retrieved", "logo_variant",
-                "logo_signal", "adapters", "params")
-
-# The seed each method's seed sweep varies (``audit seeds``); every other method varies its search seed.
-SEED_KEYS = {"scale": "sdp_seed", "sdp+lasrc": "sdp_seed", "lorahub": "lorahub_seed"}
-SEARCH_SEED = "search.seed"
+# The method options declared ``control`` (scalectl.methods.config.OPTIONS), and a fixed composition's adapters
+# and parameters.
+CONTROL_KEYS = tuple(o.name for o in OPTIONS if o.control) + ("adapters", "params")
 
 _SELECTOR = re.compile(r"^(?P<method>[^\[\]]+)\[(?P<body>.*)\]$")
 
@@ -60,18 +64,29 @@ def _same(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
-def base_method(run: dict[str, Any]) -> str:
+def config_of(run: Run) -> RunConfig:
+    """The typed config of a run (a :class:`~scalectl.runrecords.RunRecord`, or a ``runs`` row)."""
+    if isinstance(run, RunRecord):
+        return run.config
+    return RunConfig.from_dict(run.get("config") or {})
+
+
+def _method_of(run: Run) -> str | None:
+    return run.method if isinstance(run, RunRecord) else run.get("method")
+
+
+def base_method(run: Run) -> str:
     """The method whose defaults a run is compared with (a derived ``scale-uniform`` run: SCALE's)."""
-    mc = (run.get("config") or {}).get("method_config") or {}
-    return mc.get("method") or run.get("method") or ""
+    mc = config_of(run).method_config or {}
+    return mc.get("method") or _method_of(run) or ""
 
 
-def variant(run: dict[str, Any]) -> dict[str, Any]:
+def variant(run: Run) -> dict[str, Any]:
     """The settings of ``run`` that differ from its method's defaults, flattened (``search.steps``,
     ``merger_params.no_guard``); ``adapters`` (and the merger's ``params``) for a run over named adapters."""
-    cfg = run.get("config") or {}
+    cfg = config_of(run)
     out: dict[str, Any] = {}
-    mc = cfg.get("method_config")
+    mc = cfg.method_config
     if mc:
         defaults = _defaults()
         for k, v in _flatten(mc).items():
@@ -79,7 +94,7 @@ def variant(run: dict[str, Any]) -> dict[str, Any]:
                 continue
             if k not in defaults or not _same(defaults[k], v):
                 out[k] = v
-    comp = cfg.get("composition")
+    comp = cfg.composition
     if comp:
         out["adapters"] = ",".join(a.get("name", "?") for a in comp.get("adapters") or [])
         for k, v in _flatten(comp.get("params") or {}).items():
@@ -87,12 +102,13 @@ def variant(run: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def describe(run: dict[str, Any]) -> str:
+def describe(run: Run) -> str:
     """``method`` or ``method[key=value,...]``: the selector that names exactly this run's configuration."""
     v = variant(run)
+    method = run.method if isinstance(run, RunRecord) else run["method"]
     if not v:
-        return run["method"]
-    return run["method"] + "[" + ",".join(f"{k}={_show(x)}" for k, x in sorted(v.items())) + "]"
+        return method
+    return method + "[" + ",".join(f"{k}={_show(x)}" for k, x in sorted(v.items())) + "]"
 
 
 def _show(v: Any) -> str:
@@ -138,7 +154,7 @@ def parse_selector(spec: str) -> tuple[str, dict[str, Any]] | None:
     return m.group("method").strip(), want
 
 
-def matches(run: dict[str, Any], want: dict[str, Any]) -> bool:
+def matches(run: Run, want: dict[str, Any]) -> bool:
     """True when ``run`` is the configuration ``want`` names: the default one for ``{}``; otherwise its
     differences from the defaults include every key=value of ``want`` (a key at its default also matches)."""
     return variant_matches(variant(run), want)
@@ -167,18 +183,19 @@ def eligible(v: dict[str, Any], want: dict[str, Any]) -> bool:
     return not controls(v) if not want else variant_matches(v, want)
 
 
-def seed_key(run: dict[str, Any]) -> str:
+def seed_key(run: Run) -> str:
     """The setting a seed sweep of this run's method varies."""
-    return SEED_KEYS.get(base_method(run), SEARCH_SEED)
+    m = base_method(run)
+    return METHODS[m].seed_key if m in METHODS else SEARCH_SEED
 
 
-def seed_of(run: dict[str, Any]) -> Any:
+def seed_of(run: Run) -> Any:
     """The value of :func:`seed_key` for this run (its default when the run left it unset)."""
     key = seed_key(run)
     return variant(run).get(key, _defaults().get(key))
 
 
-def sweep_variant(run: dict[str, Any]) -> dict[str, Any]:
+def sweep_variant(run: Run) -> dict[str, Any]:
     """The run's configuration less its sweep seed: runs with equal sweep variants differ only in that seed."""
     v = dict(variant(run))
     v.pop(seed_key(run), None)

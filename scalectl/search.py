@@ -64,7 +64,7 @@ class SearchResult:
 
 def encode_support(bb, support: list[Any], max_len: int = 512) -> list[dict[str, list[int]]]:
     """Token ids of each support example (prompt through the chat template, target + EOS)."""
-    from .train import _encode
+    from .train import encode_examples
 
     ex = []
     for s in support:
@@ -73,7 +73,7 @@ def encode_support(bb, support: list[Any], max_len: int = 512) -> list[dict[str,
         if not str(tgt).strip():
             raise EvalError(f"a support example has an empty target ({str(inp)[:40]!r}...): nothing to score")
         ex.append({"input": inp, "target": str(tgt)})
-    return _encode(bb, ex, max_len)
+    return encode_examples(bb, ex, max_len)
 
 
 def support_loss(bb, model, encoded, batch_size: int = 5) -> float:

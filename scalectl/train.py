@@ -84,7 +84,7 @@ def _default_targets(model) -> list[str]:
     raise EvalError("cannot tell this backbone's query/value projections; pass --targets NAME,NAME")
 
 
-def _encode(bb, examples: list[dict[str, str]], max_len: int) -> list[dict[str, list[int]]]:
+def encode_examples(bb, examples: list[dict[str, str]], max_len: int) -> list[dict[str, list[int]]]:
     """Token ids per example: prompt (chat template) and target (+ EOS); the loss covers the target only."""
     from .backbone import format_prompts
 
@@ -272,8 +272,8 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
         warm = max(1, cfg.steps // 10)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))))
-        enc_train = _encode(bb, train_ex, cfg.max_len)
-        enc_held = _encode(bb, held_ex, cfg.max_len)
+        enc_train = encode_examples(bb, train_ex, cfg.max_len)
+        enc_held = encode_examples(bb, held_ex, cfg.max_len)
         pm.eval()
         loss0 = heldout_loss(bb, pm, enc_held)
         curve = [{"step": 0, "heldout_loss": round(loss0, 5)}]

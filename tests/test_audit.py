@@ -24,6 +24,7 @@ from scalectl.audit import (
 from scalectl.cli import app
 from scalectl.errors import EvalError
 from scalectl.registry import Registry
+from scalectl.runrecords import QueryRecord, RunSummary, TaskScoreRecord
 
 runner = CliRunner()
 BASE = "huggingfacetb/smollm2-135m-instruct"
@@ -157,15 +158,16 @@ def make_run(reg, method, correct, label=None, status="done", base=BASE, seed=No
     recs = []
     for t, cs in correct.items():
         for i, c in enumerate(cs[: len(cs) - drop] if drop else cs):
-            recs.append({"task": t, "query_id": f"q{i}", "idx": i, "input_hash": f"h{t}{i}{hash_salt if i == 1 else ''}",
-                         "raw_output": "x", "prediction": "x", "normalized": "x", "reference": "y", "correct": c,
-                         "extracted": "x", "extracted_correct": c})
+            recs.append(QueryRecord(task=t, query_id=f"q{i}", idx=i, input_hash=f"h{t}{i}{hash_salt if i == 1 else ''}",
+                                    raw_output="x", prediction="x", normalized="x", reference="y", correct=c,
+                                    extracted="x", extracted_correct=c).to_dict())
     reg.add_records(rid, recs)
     if status != "running":
-        tasks = [{"task": t, "n": len(c), "correct": sum(c), "accuracy": sum(c) / len(c), "extracted_accuracy": sum(c) / len(c),
-                  "seconds": 0.1} for t, c in correct.items()]
-        summary = {"tasks": tasks, "macro_accuracy": sum(x["accuracy"] for x in tasks) / len(tasks),
-                   "n_queries": sum(len(c) for c in correct.values())}
+        tasks = [TaskScoreRecord(task=t, n=len(c), correct=sum(c), accuracy=sum(c) / len(c),
+                                 extracted_accuracy=sum(c) / len(c), seconds=0.1) for t, c in correct.items()]
+        macro = sum(x.accuracy for x in tasks) / len(tasks)
+        summary = RunSummary(tasks=tasks, macro_accuracy=macro, macro_extracted=macro,
+                             n_queries=sum(len(c) for c in correct.values())).to_dict()
         reg.finish_run(rid, status, summary=summary if status == "done" else None, error="boom" if status == "failed" else None)
     return rid
 
@@ -360,7 +362,8 @@ def test_seeds(reg, tmp_path):
     _fails(cli("seeds", "--method", "lasr"), "no runs of method 'lasr'", "did you mean lasrc")
     # a run without a search seed falls back to config["seed"]
     rid = reg.create_run("eval", "zero-shot", {"seed": 7, "tasks": ["bbh/a"]}, base_model=BASE)
-    reg.add_records(rid, [{"task": "bbh/a", "query_id": "q0", "idx": 0, "input_hash": "h", "correct": 1}])
+    reg.add_records(rid, [QueryRecord(task="bbh/a", query_id="q0", idx=0, input_hash="h", raw_output="x", prediction="x",
+                                      normalized="x", reference="x", correct=True).to_dict()])
     reg.finish_run(rid, "done")  # no summary: macro accuracy recomputed from the records
     row = audit.seeds(reg, "zero-shot")["runs"][0]
     assert row["seed"] == 7 and row["macro_accuracy"] == 1.0 and row["n_queries"] == 1

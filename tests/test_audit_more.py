@@ -4,6 +4,7 @@ synthetic runs (no model; tiny real adapters for compat), and the HTML page rend
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -18,10 +19,22 @@ from scalectl import audit
 from scalectl.audit import ERROR_RULES, classify_errors, correlation, coverage_risk, retrieval_miss
 from scalectl.cli import app
 from scalectl.errors import EvalError
-from scalectl.evaluate import derive_scale_runs
-from scalectl.methods import aggregate
+from scalectl.methods import get as get_method
+from scalectl.methods.scale import aggregate
 from scalectl.plots import PNG_MAGIC
 from scalectl.registry import Registry
+from scalectl.runrecords import (
+    GroupSummary,
+    PathCost,
+    PathRecord,
+    PlanSummary,
+    QueryRecord,
+    RunSummary,
+    TaskScoreRecord,
+    ViewAnswer,
+    ViewsPlanSummary,
+    ViewsRecord,
+)
 from scalectl.tasks.bbh import exact_match, normalize
 
 runner = CliRunner()
@@ -40,12 +53,30 @@ SCALE_DATA = {
 LOSSES = {"bbh/t1": {"a": 1.0, "b": 2.0, "c": 3.0}, "bbh/t2": {"a": 0.5, "b": 0.4, "c": 3.0}}
 
 
-def _summary(recs, **extra):
+def _summary(recs, plans=None, path_cost=None):
+    """The stored summary of a run with these records (as `eval` writes it), its plans and path cost."""
     tasks = []
     for t in dict.fromkeys(r["task"] for r in recs):
         cs = [bool(r["correct"]) for r in recs if r["task"] == t]
-        tasks.append({"task": t, "n": len(cs), "correct": sum(cs), "accuracy": sum(cs) / len(cs), "extracted_accuracy": 0.0})
-    return {"tasks": tasks, "macro_accuracy": sum(x["accuracy"] for x in tasks) / len(tasks), "n_queries": len(recs), **extra}
+        tasks.append(TaskScoreRecord(task=t, n=len(cs), correct=sum(cs), accuracy=sum(cs) / len(cs), extracted_accuracy=0.0))
+    return RunSummary(tasks=tasks, macro_accuracy=sum(x.accuracy for x in tasks) / len(tasks), macro_extracted=0.0,
+                      n_queries=len(recs), plans=plans, path_cost=path_cost or PathCost()).to_dict()
+
+
+def _group(label="support-0", weights=(0.7,), support_loss=None, search=None, merger="lasrc"):
+    """One decoding path of a plan: its label, searched weights, support loss and search (history)."""
+    return GroupSummary(label=label, merger=merger, params=None, candidates=[f"m{i}" for i in range(len(weights))],
+                        weights=list(weights), queries=1, support_loss=support_loss, search=search)
+
+
+def _plan(groups, support_ids=("s0",), retrieval=None, **kw):
+    return PlanSummary(support_ids=list(support_ids), retrieval=retrieval, notes=[], seconds={}, groups=list(groups), **kw)
+
+
+def _views_plan(views):
+    """SCALE's plan of one task: one plan per view."""
+    return ViewsPlanSummary(views=views, view_losses={v: p.support_loss or 0.0 for v, p in views.items()},
+                            paths_per_query=len(views))
 
 
 def make_scale(reg, data=SCALE_DATA, losses=LOSSES, sdp=True, label=None, groups=None, derive=True):
@@ -61,23 +92,22 @@ def make_scale(reg, data=SCALE_DATA, losses=LOSSES, sdp=True, label=None, groups
             norm = {v: normalize(a) for v, a in ans.items()}
             _, view, agree = aggregate(norm, losses[t], "support")
             ok = exact_match(ans[view], ref)
-            recs.append({"task": t, "query_id": f"q{i}", "idx": i, "input_hash": f"h{t}{i}", "raw_output": ans[view],
-                         "prediction": ans[view], "normalized": norm[view], "reference": ref, "correct": ok,
-                         "extracted": ans[view], "extracted_correct": ok,
-                         "extra": {"aggregation": "support", "chosen_view": view, "agreement": round(agree, 6),
-                                   "view_losses": losses[t], "support_ids": ["s0"],
-                                   "views": {v: {"output": ans[v], "normalized": norm[v], "correct": exact_match(ans[v], ref)}
-                                             for v in ans}}})
+            recs.append(QueryRecord(
+                task=t, query_id=f"q{i}", idx=i, input_hash=f"h{t}{i}", raw_output=ans[view], prediction=ans[view],
+                normalized=norm[view], reference=ref, correct=ok, extracted=ans[view], extracted_correct=ok,
+                extra=ViewsRecord(aggregation="support", chosen_view=view, agreement=round(agree, 6), view_losses=losses[t],
+                                  views={v: ViewAnswer(output=ans[v], normalized=norm[v], correct=exact_match(ans[v], ref))
+                                         for v in ans},
+                                  support_ids=["s0"])).to_dict())
     reg.add_records(rid, recs)
     merger = "sdp+lasrc" if sdp else "lasrc"
-    plans = {t: {"views": {v: {"groups": (groups or {}).get((t, v)) or [
-        {"label": "support-0", "merger": merger, "candidates": ["m"], "weights": [0.7], "support_loss": L,
-         "search": {"history": [{"step": 1, "weights": [0.0], "loss": 9.0}]}}],
-        "support_loss": L, "cluster_losses": [L], "support_ids": ["s0"]} for v, L in losses[t].items()}} for t in data}
-    reg.finish_run(rid, "done", summary=_summary(recs, plans=plans, path_cost={
-        "paths_per_query": float(len(views)), "compose_seconds": 1.5, "decode_seconds": 2.0, "peak_rss_mb": 100.0}))
+    plans = {t: _views_plan({v: _plan((groups or {}).get((t, v)) or [
+        _group(merger=merger, support_loss=L, search={"history": [{"step": 1, "weights": [0.0], "loss": 9.0}]})],
+        support_loss=L, cluster_losses=[L]) for v, L in losses[t].items()}) for t in data}
+    reg.finish_run(rid, "done", summary=_summary(recs, plans=plans, path_cost=PathCost(
+        paths_per_query=float(len(views)), compose_seconds=1.5, decode_seconds=2.0, peak_rss_mb=100.0)))
     if derive:
-        derive_scale_runs(reg, rid)
+        get_method("scale").derive(reg, rid)
     return rid
 
 
@@ -88,10 +118,10 @@ def make_run(reg, method, correct, config=None, extracted=None, extra=None, labe
     recs = []
     for t, cs in correct.items():
         for i, c in enumerate(cs):
-            recs.append({"task": t, "query_id": f"q{i}", "idx": i, "input_hash": f"h{t}{i}", "raw_output": "o",
-                         "prediction": "o", "normalized": "o", "reference": "r", "correct": c,
-                         "extracted": "o", "extracted_correct": c if extracted is None else extracted[t][i],
-                         "extra": None if extra is None else extra[t][i]})
+            recs.append(QueryRecord(task=t, query_id=f"q{i}", idx=i, input_hash=f"h{t}{i}", raw_output="o", prediction="o",
+                                    normalized="o", reference="r", correct=c, extracted="o",
+                                    extracted_correct=c if extracted is None else extracted[t][i],
+                                    extra=None if extra is None else extra[t][i]).to_dict())
     reg.add_records(rid, recs)
     reg.finish_run(rid, "done", summary=_summary(recs))
     return rid
@@ -320,11 +350,17 @@ def test_compat_matches_pairwise_cosines(reg, llama_adapters, tmp_path):
 
 
 def _rec(correct, extracted_correct=None, extra=None, task="bbh/t", qid="q0"):
-    return {"task": task, "query_id": qid, "correct": correct, "extracted_correct": extracted_correct, "extra": extra}
+    """A stored record: what the rules read (correct, extracted_correct, extra) as given, the rest fixed."""
+    return QueryRecord(task=task, query_id=qid, idx=0, input_hash=f"h{qid}", raw_output="o", prediction="o", normalized="o",
+                       reference="r", correct=correct, extracted_correct=extracted_correct, extra=extra).to_dict()
 
 
 def _views(ans, losses=None):
-    return {"views": {v: {"correct": c} for v, c in ans.items()}, "view_losses": losses or {"a": 1.0, "b": 2.0, "c": 3.0}}
+    """SCALE's per-view answers: each view right or wrong as ``ans`` says, with these support losses."""
+    return ViewsRecord(aggregation="support", chosen_view=next(iter(ans)), agreement=1.0,
+                       view_losses=losses or {"a": 1.0, "b": 2.0, "c": 3.0},
+                       views={v: ViewAnswer(output="o", normalized="o", correct=bool(c)) for v, c in ans.items()},
+                       support_ids=["s0"])
 
 
 def test_rules_are_documented_in_the_command_help():
@@ -357,7 +393,7 @@ def test_rule_agreement_and_calibration_failures():
 
 def test_rule_composition_failure():
     recs = [_rec(0, 0, qid="q0"), _rec(0, 0, qid="q1")]
-    base = {("bbh/t", "q0"): {"correct": 1}, ("bbh/t", "q1"): {"correct": 0}}
+    base = {("bbh/t", "q0"): _rec(1, qid="q0"), ("bbh/t", "q1"): _rec(0, qid="q1")}
     cats = {q["query_id"]: q["categories"] for q in classify_errors(recs, baseline=base)}
     assert cats == {"q0": ["composition_failure"], "q1": ["other"]}
     assert "composition_failure" in classify_errors(recs)[0]["undecided"]  # no baseline: undecided
@@ -367,9 +403,9 @@ def test_rule_sparsification_failure():
     recs = [_rec(0, 0, _views({"a": 0, "b": 0, "c": 0}), qid="in"),  # every SDP view wrong, a control view right
             _rec(0, 0, _views({"a": 0, "b": 0, "c": 0}), qid="ctrl-wrong"),  # the control is wrong too
             _rec(0, 0, _views({"a": 0, "b": 0, "c": 1}), qid="sdp-right")]  # an SDP view was right
-    ctrl = {("bbh/t", "in"): {"extra": _views({"a": 0, "b": 1, "c": 0})},
-            ("bbh/t", "ctrl-wrong"): {"extra": _views({"a": 0, "b": 0, "c": 0})},
-            ("bbh/t", "sdp-right"): {"extra": _views({"a": 1, "b": 1, "c": 1})}}
+    ctrl = {("bbh/t", "in"): _rec(0, extra=_views({"a": 0, "b": 1, "c": 0}), qid="in"),
+            ("bbh/t", "ctrl-wrong"): _rec(0, extra=_views({"a": 0, "b": 0, "c": 0}), qid="ctrl-wrong"),
+            ("bbh/t", "sdp-right"): _rec(0, extra=_views({"a": 1, "b": 1, "c": 1}), qid="sdp-right")}
     cats = {q["query_id"]: q["categories"] for q in classify_errors(recs, no_sdp=ctrl)}
     assert cats["in"] == ["sparsification_failure"] and cats["ctrl-wrong"] == ["other"]
     assert "sparsification_failure" not in cats["sdp-right"]
@@ -380,8 +416,8 @@ def _hist(base_loss):
 
 
 def test_rule_retrieval_miss_method_paths():
-    plan = {"groups": [{"label": "support-0", "search": _hist(1.9)}, {"label": "support-1", "search": _hist(1.2)}]}
-    x = lambda w, loss, path="support-0": {"path": path, "weights": w, "support_loss": loss}  # noqa: E731
+    plan = _plan([_group("support-0", search=_hist(1.9)), _group("support-1", search=_hist(1.2))]).to_dict()
+    x = lambda w, loss, path="support-0": PathRecord(support_ids=["s0"], path=path, weights=w, support_loss=loss)  # noqa: E731
     assert retrieval_miss(_rec(0, extra=x([0.0005, -0.001], 0.5)), plan) is True  # every weight within 1e-3 of 0
     assert retrieval_miss(_rec(0, extra=x([0.0011, 0.0], 0.5)), plan) is False  # just outside, and loss improved
     assert retrieval_miss(_rec(0, extra=x([0.5, 0.2], 1.9)), plan) is True  # no lower than the base loss (1.9)
@@ -389,28 +425,29 @@ def test_rule_retrieval_miss_method_paths():
     assert retrieval_miss(_rec(0, extra=x([0.5, 0.2], 1.5, "support-1")), plan) is True  # its own path: base 1.2
     assert retrieval_miss(_rec(0, extra=x([0.5, 0.2], 1.5)), None) is False  # no history: weights decide
     assert retrieval_miss(_rec(0, extra=None), None) is None  # zero-shot: undecidable
-    assert retrieval_miss(_rec(0, extra={"path": "soft-mix", "weights": [0.5, 0.5]}), None) is None  # no searched path
+    assert retrieval_miss(_rec(0, extra=PathRecord(support_ids=["s0"], path="soft-mix", weights=[0.5, 0.5])),
+                          None) is None  # no searched path
 
 
 def test_rule_retrieval_miss_scale_routes_each_view():
-    miss = {"label": "support-1", "weights": [0.0, 0.0], "support_loss": 2.0}
-    hit = {"label": "support-0", "weights": [0.9, 0.0], "support_loss": 1.0}
-    # as plan_task stores it: the retrieval names support examples by position, the plan by example id
-    vplan = {"groups": [hit, miss], "support_ids": ["t/10", "t/11"],
-             "retrieval": {"local": [{"support": "0"}, {"support": "1"}],
-                           "queries": [{"id": "q0", "support": "0"}, {"id": "q1", "support": "1"}]}}
-    plan = {"views": {"a": vplan, "b": {"groups": [dict(miss, label="support-0")], "support_ids": ["s0"]}}}
+    miss = _group("support-1", [0.0, 0.0], 2.0)
+    hit = _group("support-0", [0.9, 0.0], 1.0)
+    # as a method plan stores it: the retrieval names support examples by position, the plan by example id
+    vplan = _plan([hit, miss], support_ids=["t/10", "t/11"],
+                  retrieval={"local": [{"support": "0"}, {"support": "1"}],
+                             "queries": [{"id": "q0", "support": "0"}, {"id": "q1", "support": "1"}]})
+    views = {"a": vplan, "b": _plan([dataclasses.replace(miss, label="support-0")])}
+    plan = _views_plan(views).to_dict()
     ex = _views({"a": 0, "b": 0}, {"a": 1.0, "b": 2.0})
     assert retrieval_miss(_rec(0, extra=ex, qid="q1"), plan) is True  # routed to support-1 in a; b's only path misses
     assert retrieval_miss(_rec(0, extra=ex, qid="q0"), plan) is False  # routed to a searched path in view a
-    no_route = {"views": {"a": {"groups": [hit, miss]}, "b": plan["views"]["b"]}}
+    no_route = _views_plan({"a": _plan([hit, miss], support_ids=()), "b": views["b"]}).to_dict()
     assert retrieval_miss(_rec(0, extra=ex, qid="q1"), no_route) is False  # unrouted: every group of a must miss
 
 
 def test_errors_on_registry_runs_and_cli(reg, tmp_path):
     # SCALE run with SDP: wrong queries t1 q1, t1 q3, t2 q0, t2 q1; t2's view "b" path kept its weights at 0 ...
-    groups = {("bbh/t2", v): [{"label": "support-0", "merger": "sdp+lasrc", "weights": [0.0], "support_loss": 1.0}]
-              for v in VIEWS}
+    groups = {("bbh/t2", v): [_group(merger="sdp+lasrc", weights=[0.0], support_loss=1.0)] for v in VIEWS}
     rid = make_scale(reg, groups=groups, derive=False)
     # ... and a no-SDP control where view a gets t2 q1 right
     ctrl_data = {t: [(ref, dict(ans)) for ref, ans in qs] for t, qs in SCALE_DATA.items()}

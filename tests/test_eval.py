@@ -9,10 +9,12 @@ from conftest import BBH
 from helpers import write_bbh
 from typer.testing import CliRunner
 
+from scalectl.audit import compare_runs
 from scalectl.cli import app
 from scalectl.errors import EvalError
-from scalectl.evaluate import compare_runs, run_eval, score
+from scalectl.evaluate import run_eval, score
 from scalectl.registry import Registry
+from scalectl.runrecords import QueryRecord
 from scalectl.tasks import bbh
 
 runner = CliRunner()
@@ -68,9 +70,9 @@ def test_score_keeps_extractor_apart():
     t = bbh.Task(name="bbh/x", short="x", path=None, examples=[bbh.Example("x/0", 0, "q", "(B)")] * 3)  # type: ignore[arg-type]
     q = [bbh.Example("x/0", 0, "q", "(B)"), bbh.Example("x/1", 1, "q2", "(A)")]
     recs = score(t, q, ["(B) since y", "A"])
-    assert [r["correct"] for r in recs] == [False, False]  # EM never credits the extractor's reading
-    assert [r["extracted_correct"] for r in recs] == [True, True]
-    assert recs[0]["extracted"] == "(B)" and recs[0]["prediction"] == "(B) since y"
+    assert [r.correct for r in recs] == [False, False]  # EM never credits the extractor's reading
+    assert [r.extracted_correct for r in recs] == [True, True]
+    assert recs[0].extracted == "(B)" and recs[0].prediction == "(B) since y"
 
 
 def test_composed_eval_decodes_like_peft(tiny_bbh, llama_base, llama_adapters, pool):
@@ -100,9 +102,9 @@ def test_compare_runs_counts_flips_and_refuses_other_queries(tiny_bbh, llama_bas
     reg = Registry()
     a = reg.create_run("eval", "a", {})
     b = reg.create_run("eval", "b", {})
-    mk = lambda q, c: {"task": "bbh/t", "query_id": q, "idx": int(q[-1]), "input_hash": "h" + q, "raw_output": "",  # noqa: E731
-                       "prediction": "", "normalized": "", "reference": "x", "correct": c, "extracted": "",
-                       "extracted_correct": c}
+    mk = lambda q, c: QueryRecord(task="bbh/t", query_id=q, idx=int(q[-1]), input_hash="h" + q, raw_output="",  # noqa: E731
+                                  prediction="", normalized="", reference="x", correct=c, extracted="",
+                                  extracted_correct=c).to_dict()
     reg.add_records(a, [mk("t/0", 1), mk("t/1", 1), mk("t/2", 0), mk("t/3", 0)])
     reg.add_records(b, [mk("t/0", 0), mk("t/1", 1), mk("t/2", 1), mk("t/3", 0)])
     res = compare_runs(reg, a, b)

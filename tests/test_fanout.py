@@ -24,10 +24,7 @@ EMB = "hash:64"
 @pytest.fixture
 def world(tmp_path, llama_adapters, monkeypatch):
     # every search is computed, not read back from the on-disk cache, so "identical" is tested for real
-    monkeypatch.setenv("SCALECTL_SEARCH_CACHE", "0")
-    import scalectl.methods as methods
-
-    methods._SEARCH_CACHE.clear()
+    monkeypatch.setenv("SCALECTL_SEARCH_CACHE", "0")  # (in-process searches live in one run's context only)
     d = write_two_task_bbh(tmp_path / "bbh")
     reg = Registry()
     reg.add_sources([str(p) for p in llama_adapters], pool="tiny")
@@ -52,16 +49,14 @@ def _view(reg, run_id):
 
 def test_ray_fanout_matches_serial(world, llama_base):
     from scalectl.backbone import load_backbone
-    from scalectl.fanout import RunSpec, run_specs
+    from scalectl.evaluate import RunRequest
+    from scalectl.fanout import run_specs
 
     reg, d = world
     bb = load_backbone(str(llama_base), device="cpu")
     serial = [run_eval("mix_a,mix_b", reg=reg, bb=bb, pool="tiny", method=c, bbh_dir=str(d), limit=5, label="serial")
               for c in _cfgs()]
-    import scalectl.methods as methods
-
-    methods._SEARCH_CACHE.clear()  # the driver's cache is never used by workers; clear it anyway
-    specs = [RunSpec(tasks="mix_a,mix_b", method=c, pool="tiny", limit=5, label="ray", base=str(llama_base),
+    specs = [RunRequest(tasks="mix_a,mix_b", method=c, pool="tiny", limit=5, label="ray", base=str(llama_base),
                      bbh_dir=str(d), device="cpu") for c in _cfgs()]
     fanned = run_specs(specs, address="local", num_cpus=2, reg=reg)
     assert ray.cluster_resources()["CPU"] == 2
@@ -109,13 +104,14 @@ def test_ray_missing_is_one_clear_error_before_any_run(world, llama_base, monkey
     import sys
 
     from scalectl.errors import ScalectlError
-    from scalectl.fanout import RunSpec, run_specs
+    from scalectl.evaluate import RunRequest
+    from scalectl.fanout import run_specs
 
     reg, d = world
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     n = len(reg.runs())
     with pytest.raises(ScalectlError, match="--ray needs the ray package"):
-        run_specs([RunSpec(tasks="mix_a", base_only=True, base=str(llama_base), bbh_dir=str(d), device="cpu")], reg=reg)
+        run_specs([RunRequest(tasks="mix_a", base_only=True, base=str(llama_base), bbh_dir=str(d), device="cpu")], reg=reg)
     assert len(reg.runs()) == n
 
 

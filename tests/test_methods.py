@@ -13,6 +13,7 @@ from scalectl.errors import EvalError
 from scalectl.evaluate import run_eval
 from scalectl.index import build_index
 from scalectl.methods import METHODS, MethodConfig
+from scalectl.methods.scale import aggregate
 from scalectl.registry import Registry
 from scalectl.search import SearchConfig
 
@@ -98,11 +99,12 @@ def test_logo_signal_is_branch_output_norm(llama_base, indexed):
     import torch
 
     from scalectl.backbone import format_prompts, load_backbone
-    from scalectl.methods import logo_weights
+    from scalectl.context import RunContext
+    from scalectl.methods.logo import logo_weights
 
     bb = load_backbone(str(llama_base), device="cpu")
     names = ["arith", "sorting", "dates"]
-    W = logo_weights(indexed, bb, "tiny", names, ["add 1 and 2"], _cfg("logo", logo_k=3))
+    W = logo_weights(RunContext(indexed, bb, "tiny"), names, ["add 1 and 2"], _cfg("logo", logo_k=3))
     fs = [indexed.load_factors(n, "tiny") for n in names]
     probe = fs[0].modules[-1]
     seen = {}
@@ -145,13 +147,13 @@ def _fitted_adapter(base, out, examples):
     from peft import LoraConfig, get_peft_model
 
     from scalectl.backbone import load_backbone
-    from scalectl.train import _batch, _encode, _token_loss
+    from scalectl.train import _batch, _token_loss, encode_examples
 
     bb = load_backbone(str(base), device="cpu")
     torch.manual_seed(0)
     pm = get_peft_model(bb.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     opt = torch.optim.Adam([p for p in pm.parameters() if p.requires_grad], lr=3e-2)
-    enc = _encode(bb, examples, 64)
+    enc = encode_examples(bb, examples, 64)
     for _ in range(30):
         s, c = _token_loss(bb, pm, _batch(bb, enc))
         opt.zero_grad()
@@ -180,7 +182,6 @@ def test_compose_task_retrieves_searches_composes(tmp_path, tiny_bbh, llama_base
 
 def test_scale_views_aggregations_and_controls(tiny_bbh, llama_base, indexed):
     from scalectl.backbone import load_backbone
-    from scalectl.methods import aggregate
 
     build_index(indexed, "tiny", "qa", embedder=EMB)
     bb = load_backbone(str(llama_base), device="cpu")
@@ -225,7 +226,6 @@ def test_scale_views_aggregations_and_controls(tiny_bbh, llama_base, indexed):
 
 
 def test_aggregate_rules():
-    from scalectl.methods import aggregate
 
     losses = {"a": 1.0, "b": 2.0, "c": 3.0}
     assert aggregate({"a": "x", "b": "y", "c": "y"}, losses, "uniform")[0] == "y"  # 2 votes of 3
@@ -252,17 +252,17 @@ def test_lasrc_ablation_switch_reaches_the_merge(tiny_bbh, llama_base, indexed):
 
 def test_scale_composes_each_view_group_once(tiny_bbh, llama_base, indexed, monkeypatch):
     """The view support loss is measured while the decoded update is in the weights: one composition per group."""
-    import scalectl.methods as methods
+    import scalectl.methods.plan as plan_mod
 
     build_index(indexed, "tiny", "qa", embedder=EMB)
     calls = []
-    real = methods._compose
+    real = plan_mod.compose_deltas
 
     def counting(*a, **k):
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(methods, "_compose", counting)
+    monkeypatch.setattr(plan_mod, "compose_deltas", counting)
     res = run_eval("tiny_mix", reg=indexed, base=str(llama_base), pool="tiny", bbh_dir=str(tiny_bbh), limit=4,
                    method=_cfg("scale", views=["balanced", "qa"]))
     plan = indexed.run(res.run_id)["summary"]["plans"]["bbh/tiny_mix"]
@@ -272,21 +272,19 @@ def test_scale_composes_each_view_group_once(tiny_bbh, llama_base, indexed, monk
 
 
 def test_search_cache_on_disk_is_reused_and_keyed_by_content(tiny_bbh, llama_base, indexed, monkeypatch):
-    import scalectl.methods as methods
+    import scalectl.methods.plan as plan_mod
     from scalectl.backbone import load_backbone
     from scalectl.paths import home
 
     bb = load_backbone(str(llama_base), device="cpu")
-    methods._SEARCH_CACHE.clear()
     first = run_eval("tiny_mix", reg=indexed, bb=bb, pool="tiny", method=_cfg("ilc"), bbh_dir=str(tiny_bbh), limit=4)
     files = sorted((home() / "cache" / "search").glob("*.json"))
     assert files  # one per distinct (candidates, support) search
-    methods._SEARCH_CACHE.clear()
 
     def no_search(*a, **k):
         raise AssertionError("searched again despite the cache")
 
-    monkeypatch.setattr(methods, "search_weights", no_search)
+    monkeypatch.setattr(plan_mod, "search_weights", no_search)
     again = run_eval("tiny_mix", reg=indexed, bb=bb, pool="tiny", method=_cfg("ilc"), bbh_dir=str(tiny_bbh), limit=4)
     g1 = indexed.run(first.run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
     g2 = indexed.run(again.run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
@@ -294,10 +292,52 @@ def test_search_cache_on_disk_is_reused_and_keyed_by_content(tiny_bbh, llama_bas
     assert all(g["search"]["cached"] for g in g2) and not any(g["search"]["cached"] for g in g1)
     assert [r["raw_output"] for r in indexed.records(first.run_id)] == [r["raw_output"] for r in indexed.records(again.run_id)]
     # another search config is another key: it must search (and here, fail loudly)
-    methods._SEARCH_CACHE.clear()
     with pytest.raises(AssertionError, match="searched again"):
         run_eval("tiny_mix", reg=indexed, bb=bb, pool="tiny", method=MethodConfig(
             method="ilc", n_global=2, n_local=2, search=SearchConfig(steps=5)), bbh_dir=str(tiny_bbh), limit=4)
     # the cache can be turned off
     monkeypatch.setenv("SCALECTL_SEARCH_CACHE", "0")
-    assert methods._disk_cache_dir() is None
+    assert plan_mod.disk_cache_dir() is None
+
+
+def test_each_weight_file_is_verified_once_per_run(tiny_bbh, llama_base, indexed, monkeypatch):
+    """The run's context loads (and sha256-verifies) each adapter once, however many searches and merges use it."""
+    from collections import Counter
+
+    from scalectl.backbone import load_backbone
+
+    build_index(indexed, "tiny", "qa", embedder=EMB)
+    bb = load_backbone(str(llama_base), device="cpu")
+    loads: Counter = Counter()
+    real = Registry.load_factors
+
+    def counting(self, name, pool=None, allow_pickle=False):
+        loads[name] += 1
+        return real(self, name, pool, allow_pickle)
+
+    monkeypatch.setattr(Registry, "load_factors", counting)
+    monkeypatch.setenv("SCALECTL_SEARCH_CACHE", "0")
+    for m in ("lasrc", "scale", "lmix-sr", "logo"):
+        loads.clear()
+        run_eval("tiny_mix", reg=indexed, bb=bb, pool="tiny", bbh_dir=str(tiny_bbh), limit=4,
+                 method=_cfg(m, views=["balanced", "qa"]))
+        assert loads and max(loads.values()) == 1, (m, loads)
+
+
+def test_library_errors_name_settings_the_cli_names_flags(tiny_bbh, llama_base, indexed):
+    from scalectl.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=r"^sdp_rate must be in \[0, 1\), got 1.5$"):
+        _cfg("scale", sdp_rate=1.5).check()
+    with pytest.raises(ParameterError, match="^limit must be at least 1"):
+        run_eval("tiny_mix", reg=indexed, base=str(llama_base), base_only=True, bbh_dir=str(tiny_bbh), limit=0)
+    with pytest.raises(ParameterError, match="^method ilc needs pool"):
+        run_eval("tiny_mix", reg=indexed, base=str(llama_base), method="ilc", bbh_dir=str(tiny_bbh))
+    for args, msg in ((["--method", "scale", "--sdp", "1.5"], "--sdp must be in [0, 1), got 1.5"),
+                      (["--method", "logo", "--logo-k", "0"], "--logo-k must be at least 1"),
+                      (["--method", "ilc", "--pool", "tiny", "--param", "fixed_alpha=true"],
+                       "--param sets LASRC parameters of the methods lasrc, sdp+lasrc, scale, not ilc"),
+                      (["--method", "ilc", "--seeds", "1,2"], "--seeds sweeps the SDP seed")):
+        r = runner.invoke(app, ["eval", "--task", "tiny_mix", "--bbh-dir", str(tiny_bbh), "--base", str(llama_base),
+                                *args])
+        assert r.exit_code == 1 and msg in r.stderr, (args, r.stderr)

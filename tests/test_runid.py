@@ -13,6 +13,7 @@ from scalectl.cli import app
 from scalectl.errors import EvalError
 from scalectl.methods import MethodConfig
 from scalectl.registry import Registry
+from scalectl.runrecords import QueryRecord, RunSummary, TaskScoreRecord
 from scalectl.search import SearchConfig
 
 runner = CliRunner()
@@ -28,13 +29,15 @@ def run(reg, method="scale", correct=None, label=None, **cfg):
     config = {"tasks": list(correct), "queries": {t: len(c) for t, c in correct.items()}, "limit": None,
               "base_model": BASE, "method_config": mc}
     rid = reg.create_run("eval", method, config, base_model=BASE, label=label)
-    reg.add_records(rid, [{"task": t, "query_id": f"q{i}", "idx": i, "input_hash": f"h{t}{i}", "raw_output": "x",
-                           "prediction": "x", "normalized": "x", "reference": "y", "correct": c, "extracted": "x",
-                           "extracted_correct": c} for t, cs in correct.items() for i, c in enumerate(cs)])
+    reg.add_records(rid, [QueryRecord(task=t, query_id=f"q{i}", idx=i, input_hash=f"h{t}{i}", raw_output="x",
+                                      prediction="x", normalized="x", reference="y", correct=c, extracted="x",
+                                      extracted_correct=c).to_dict() for t, cs in correct.items() for i, c in enumerate(cs)])
     n = sum(len(c) for c in correct.values())
-    acc = [sum(c) / len(c) for c in correct.values()]
-    reg.finish_run(rid, "done", summary={"macro_accuracy": sum(acc) / len(acc), "n_queries": n,
-                                         "tasks": [{"task": t} for t in correct]})
+    tasks = [TaskScoreRecord(task=t, n=len(c), correct=sum(c), accuracy=sum(c) / len(c), extracted_accuracy=sum(c) / len(c))
+             for t, c in correct.items()]
+    macro = sum(x.accuracy for x in tasks) / len(tasks)
+    reg.finish_run(rid, "done", summary=RunSummary(tasks=tasks, macro_accuracy=macro, macro_extracted=macro,
+                                                   n_queries=n).to_dict())
     return rid
 
 

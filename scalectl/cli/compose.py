@@ -72,8 +72,8 @@ def compose(
     if task:
         if not pool:
             raise MergeError("--task needs --pool: the pool to retrieve adapters from")
-        from ..methods import compose_for_task
         from ..search import SearchConfig
+        from ..taskcompose import compose_for_task
 
         out_dir = out or (Path(f"composed-{merger.replace('+', '-')}-{task.split('/')[-1]}") if merge_into_base is None else None)
         with report.RichProgress(enabled=not as_json) as prog:

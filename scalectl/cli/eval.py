@@ -6,12 +6,19 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..methods import names as method_names
+from ..methods.config import flags as option_flags
+
+# scalectl eval's flag for each setting the library names (method options, then the run request's fields)
+FLAGS = {**option_flags(), "base_only": "--base-only", "method": "--method", "adapters": "--adapters",
+         "pool": "--pool", "limit": "--limit", "batch_size": "--batch-size"}
+
 
 def eval_cmd(
     task: Annotated[str, typer.Option("--task", "-t", help="bbh/TASK, a suite (bbh, bbh-8), or a comma list.")] = "bbh-8",
     base_only: Annotated[bool, typer.Option("--base-only", help="The zero-shot row: the base model alone.")] = False,
-    method: Annotated[Optional[str], typer.Option("--method", "-m", help="zero-shot, lorahub, ilc, lasrc, lmix-fr, lmix-sr, ties, dare-linear, dare-ties, sdp+lasrc, logo, scale "
-                                                  "(retrieves from --pool, searches weights on the support set).")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", "-m", help=", ".join(method_names())
+                                                  + " (retrieves from --pool, searches weights on the support set).")] = None,
     view: Annotated[str, typer.Option("--view", help="Index view for retrieval (scalectl index --list).")] = "balanced",
     n_global: Annotated[int, typer.Option("--global", help="Global candidates (method.md: 20).")] = 20,
     n_local: Annotated[int, typer.Option("--local", help="Local candidates per support example (method.md: 20).")] = 20,
@@ -49,11 +56,11 @@ def eval_cmd(
     """Evaluate on BIG-Bench Hard: per-task normalized exact match and the macro average, one record per query."""
     from .. import report
     from ..compose import parse_weights
-    from ..errors import EvalError
-    from ..evaluate import run_eval
-    from ..fanout import RunSpec, run_specs
+    from ..errors import EvalError, ParameterError
+    from ..evaluate import RunRequest, run
+    from ..fanout import run_specs
     from ..merge.table import parse_params
-    from ..methods import MethodConfig
+    from ..methods import MethodConfig, get
     from ..search import SearchConfig
 
     names = [a.strip() for a in (adapters or "").split(",") if a.strip()]
@@ -63,34 +70,36 @@ def eval_cmd(
             seed_list = [int(x) for x in seeds.split(",") if x.strip()]
         except ValueError:
             raise EvalError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
-        if method != "scale":
-            raise EvalError("--seeds sweeps SDP seeds of --method scale")
-    specs = []
-    for sd in seed_list:
-        mcfg = None
-        if method is not None:
-            mcfg = MethodConfig(method=method, view=view, n_global=n_global, n_local=n_local, embedder=embedder,
-                                search=SearchConfig(steps=steps, seed=search_seed), lorahub_k=lorahub_k,
-                                lorahub_seed=lorahub_seed, retrieved=retrieved, logo_signal=logo_signal, logo_k=logo_k,
-                                logo_variant=logo_variant, views=[v.strip() for v in views.split(",") if v.strip()],
-                                sdp_rate=sdp, sdp_seed=sd, scale_merger=scale_merger, random_views=random_views,
-                                merger_params=parse_params(param))
-            mcfg.check()
-        specs.append(RunSpec(tasks=task, method=mcfg, base_only=base_only, adapters=names or None,
-                             weights=parse_weights(weights, len(names)) if names else None, merger=merger,
-                             params=parse_params(param), pool=pool, limit=limit, label=label, base=base, bbh_dir=bbh_dir,
-                             batch_size=batch_size, device=device, allow_partial=allow_partial))
-    if ray is not None:
-        with report.RichProgress(enabled=not as_json) as prog:
-            results = run_specs(specs, address=ray, num_cpus=ray_workers, progress=prog)
-    else:
-        results = []
-        for sp in specs:
+        if method is None or get(method).seed_key != "sdp_seed":
+            raise EvalError("--seeds sweeps the SDP seed (--seed) of a method that drops with SDP (scale, sdp+lasrc)")
+    requests = []
+    try:
+        for sd in seed_list:
+            mcfg = None
+            if method is not None:
+                mcfg = MethodConfig(method=method, view=view, n_global=n_global, n_local=n_local, embedder=embedder,
+                                    search=SearchConfig(steps=steps, seed=search_seed), lorahub_k=lorahub_k,
+                                    lorahub_seed=lorahub_seed, retrieved=retrieved, logo_signal=logo_signal,
+                                    logo_k=logo_k, logo_variant=logo_variant,
+                                    views=[v.strip() for v in views.split(",") if v.strip()], sdp_rate=sdp, sdp_seed=sd,
+                                    scale_merger=scale_merger, random_views=random_views,
+                                    merger_params=parse_params(param))
+                mcfg.check()
+            requests.append(RunRequest(tasks=task, method=mcfg, base_only=base_only, adapters=names or None,
+                                       weights=parse_weights(weights, len(names)) if names else None, merger=merger,
+                                       params=parse_params(param), pool=pool, limit=limit, label=label, base=base,
+                                       bbh_dir=bbh_dir, batch_size=batch_size, device=device,
+                                       allow_partial=allow_partial))
+        if ray is not None:
             with report.RichProgress(enabled=not as_json) as prog:
-                results.append(run_eval(sp.tasks, base=sp.base, adapters=sp.adapters, weights=sp.weights, merger=sp.merger,
-                                        params=sp.params, pool=sp.pool, base_only=sp.base_only, bbh_dir=sp.bbh_dir,
-                                        limit=sp.limit, batch_size=sp.batch_size, device=sp.device, label=sp.label,
-                                        allow_partial=sp.allow_partial, method=sp.method, progress=prog))
+                results = run_specs(requests, address=ray, num_cpus=ray_workers, progress=prog)
+        else:
+            results = []
+            for req in requests:
+                with report.RichProgress(enabled=not as_json) as prog:
+                    results.append(run(req, progress=prog))
+    except ParameterError as e:  # the library names its settings; the command line names them by flag
+        raise EvalError(e.say(FLAGS)) from None
     if not as_json:
         for res in results:
             report.eval_result(res)

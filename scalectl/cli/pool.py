@@ -47,9 +47,9 @@ def add(
 ) -> None:
     """Register PEFT LoRA adapters (all or none: any bad input leaves the registry as it was)."""
     from .. import report
-    from ..manifest import _read_examples
+    from ..manifest import read_examples
 
-    ex = _read_examples(examples, "--examples") if examples else None
+    ex = read_examples(examples, "--examples") if examples else None
     res = _registry().add_sources(
         sources, manifest=manifest, pool=pool, name=name, base_model=base, tags=tag, description=description,
         source_task=source_task, examples=ex, replace=replace, force=force, allow_pickle=allow_pickle, fetch=fetch,

@@ -40,19 +40,22 @@ def show(
     """Show a run's config, its per-task scores, and optionally its records."""
     from .. import report
     from ..registry import Registry
+    from ..runrecords import RunRecord
 
     reg = Registry()
-    run = reg.run(run_id)
-    recs = reg.records(run["id"]) if records or as_json else []
-    if as_json:
-        report.emit_json({**run, "records": recs})
+    row = reg.run(run_id)
+    recs = reg.records(row["id"]) if records or as_json else []
+    if as_json:  # the registry row and its records as stored
+        report.emit_json({**row, "records": recs})
         return
-    s = run.get("summary") or {}
-    report.table([{"task": t["task"], "n": t["n"], "em": f"{100 * t['accuracy']:.1f}",
-                   "x": f"{100 * t['extracted_accuracy']:.1f}"} for t in s.get("tasks", [])],
+    run = RunRecord.from_row(row)
+    s = run.summary
+    report.table([{"task": t.task, "n": t.n, "em": f"{100 * t.accuracy:.1f}",
+                   "x": f"{100 * t.extracted_accuracy:.1f}"} for t in (s.tasks if s is not None else [])],
                  [report.Col("task", "task", 0, "task"), ("n", "queries"), ("em", "EM %"), report.Col("x", "extractor %", 1)],
-                 title=f"{run['method']} run {run['id']} ({run['status']})",
-                 caption=f"macro EM {100 * s['macro_accuracy']:.1f}%" if s.get("macro_accuracy") is not None else run.get("error"))
+                 title=f"{run.method} run {run.id} ({run.status})",
+                 caption=f"macro EM {100 * s.macro_accuracy:.1f}%" if s is not None and s.macro_accuracy is not None
+                 else run.error)
     if records:
         report.table(recs, [report.Col("task", "task", 0, "task"), report.Col("query_id", "query", 0, "id"),
                             report.Col("prediction", "prediction", 0, "text"), report.Col("reference", "reference", 1, "text"),
@@ -68,7 +71,7 @@ def compare(
 ) -> None:
     """Flips of a run against a baseline on the same queries (incorrect-to-correct, correct-to-incorrect)."""
     from .. import report
-    from ..evaluate import compare_runs
+    from ..audit import compare_runs
     from ..registry import Registry
 
     reg = Registry()

@@ -60,6 +60,17 @@ def exact_match(prediction: object, reference: object) -> bool:
     return normalize(prediction) == normalize(reference)
 
 
+def prediction(output: str) -> str:
+    """method.md: a query's prediction is the first line of its decoded output, stripped."""
+    return str(output).split("\n", 1)[0].strip()
+
+
+def is_option_task(targets) -> bool:
+    """True when most targets are option letters like ``(A)``."""
+    targets = list(targets)
+    return sum(bool(OPTION_RE.match(str(t).strip())) for t in targets) * 2 > len(targets)
+
+
 def extract_answer(output: str, option_task: bool) -> str:
     """The optional extractor: the first option letter for option tasks, else the first non-empty line."""
     text = str(output)
@@ -98,8 +109,7 @@ class Task:
     @property
     def option_task(self) -> bool:
         """True when most targets are option letters like ``(A)``."""
-        n = sum(bool(OPTION_RE.match(e.target.strip())) for e in self.examples)
-        return n * 2 > len(self.examples)
+        return is_option_task(e.target for e in self.examples)
 
     @property
     def longest_target(self) -> str:
