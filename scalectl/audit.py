@@ -1467,8 +1467,9 @@ def errors(reg, run: str, baseline: str | None = None, no_sdp: str | None = None
             notes.append(note)
         require_done([b])
         if _merger_of(b) != "linear":
-            raise EvalError(f"the baseline {describe(b)} is not a linear merge (merger {_merger_of(b) or 'none'}); composition "
-                            "failures compare with ilc or `eval --adapters ... --merger linear`")
+            raise EvalError(f"the baseline {describe(b)} is not a linear merge (merger {_merger_of(b) or 'none'}); "
+                            "composition failures compare with ilc-linear (ilc's weights, merged linearly) or "
+                            "`eval --adapters ... --merger linear`")
         if "lasrc" not in str(_merger_of(r) or ""):
             raise EvalError(f"run {describe(r)} does not compose with lasrc (merger {_merger_of(r) or 'none'}); composition "
                             "failures compare an lasrc run with its linear baseline")

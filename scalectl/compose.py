@@ -8,6 +8,7 @@ largest input rank) with the relative Frobenius error of every module recorded.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -50,6 +51,7 @@ class Composition:
     dense: dict[str, "torch.Tensor"] = field(default_factory=dict)
     blocks: list[dict[str, Any]] = field(default_factory=list)  # the per-block table
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # said to the user and stored with the result
 
     @property
     def exact(self) -> bool:
@@ -153,6 +155,12 @@ def compose_inputs(inp: ComposeInputs, weights: list[float] | None, spec: Merger
         raise MergeError(f"weights must be finite, got {w_list}")
     w = torch.tensor(w_list, dtype=torch.float64)
     comp = Composition(spec=spec, weights=w_list, inputs=inp)
+    if "sign_election" in spec.params and any(x < 0 for x in w_list):
+        comp.warnings.append(
+            f"{spec.name} with negative weights: sign_election={spec.params['sign_election']} "
+            + ("(PEFT's) elects signs on the unweighted stack, so a negatively weighted adapter counts as agreeing "
+               "and adds the opposite sign; sign_election=weighted is mergekit's convention"
+               if spec.params["sign_election"] == "unweighted" else "(mergekit's) elects signs on the weighted deltas"))
     t0 = time.perf_counter()
     blocks = _by_block(inp)
     for i, (block, mods) in enumerate(blocks.items()):
@@ -233,22 +241,32 @@ def _dense_block(comp: Composition, block: str, mods: list[str], w: "torch.Tenso
             off += n
         row.update(_lasrc_row(block, st))
     else:
+        merge = _dense_merges().get(name)
+        if merge is None:  # pragma: no cover - the operator table admits no other dense operator
+            raise MergeError(f"{name} has no dense implementation")
         for m in mods:
-            d = deltas[m]
-            if name in ("linear", "cat"):
-                out = torch.einsum("k,kij->ij", wf, d)
-            elif name == "ties":
-                out = D.ties(d, wf, p["density"], p["sign"])
-            elif name == "magnitude-prune":
-                out = D.prune_and_sum(d, wf, p["density"])
-            elif name == "dare-linear":
-                out = D.dare_linear(d, wf, p["drop_rate"], p["seed"], names, m)
-            elif name == "dare-ties":
-                out = D.dare_ties(d, wf, p["drop_rate"], p["seed"], names, m, p["sign"])
-            else:  # pragma: no cover - the table admits no other dense operator
-                raise MergeError(f"{name} has no dense implementation")
-            comp.dense[m] = out
+            comp.dense[m] = merge(deltas[m], wf, p, names, m)
     comp.blocks.append(row)
+
+
+@functools.lru_cache(maxsize=1)
+def _dense_merges() -> dict[str, Callable[..., Any]]:
+    """Each dense operator's merge of one module's stack ``d`` (K, d_out, d_in) with weights ``w`` and its resolved
+    parameters ``p`` (adapter ``names`` and the module name ``m`` key the seeded masks)."""
+    import torch
+
+    from .merge import dense as D
+
+    return {
+        "linear": lambda d, w, p, names, m: torch.einsum("k,kij->ij", w, d),
+        "cat": lambda d, w, p, names, m: torch.einsum("k,kij->ij", w, d),
+        "ties": lambda d, w, p, names, m: D.ties(d, w, p["density"], p["sign"], p["sign_election"]),
+        "magnitude-prune": lambda d, w, p, names, m: D.prune_and_sum(d, w, p["density"]),
+        "dare-linear": lambda d, w, p, names, m: D.dare_linear(d, w, p["drop_rate"], p["seed"], names, m),
+        "dare-ties": lambda d, w, p, names, m: D.dare_ties(d, w, p["drop_rate"], p["seed"], names, m, p["sign"],
+                                                           p["sign_election"]),
+    }
+
 
 
 def svd_truncate(delta: "torch.Tensor", rank: int) -> tuple["torch.Tensor", "torch.Tensor", float]:
@@ -276,6 +294,7 @@ class ComposeResult:
     seconds: float
     registered: str | None
     provenance: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
 
 
 def provenance(comp: Composition, seed: int | None, rank: int, errors: dict[str, float]) -> dict[str, Any]:
@@ -404,5 +423,5 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
         params={**spec.params, **({f"sdp.{k}": v for k, v in spec.sdp.items()} if spec.sdp else {})},
         weights=comp.weights, blocks=comp.blocks, exact=comp.exact, rank=rank_out,
         max_rel_error=max(errors.values(), default=0.0), seconds=comp.seconds, registered=registered,
-        provenance=provenance(comp, None, rank_out, errors),
+        provenance=provenance(comp, None, rank_out, errors), warnings=list(comp.warnings),
     )

@@ -21,7 +21,8 @@ class RunContext:
     reg: Any  # scalectl.registry.Registry
     bb: Any  # scalectl.backbone.Backbone
     pool: str | None = None
-    searches: dict[tuple, Any] = field(default_factory=dict)  # in-process weight searches (methods.plan)
+    searches: dict[str, Any] = field(default_factory=dict)  # in-process weight searches (methods.plan)
+    warned: set[str] = field(default_factory=set)  # warnings already shown to the user in this run
     _factors: dict[tuple[str, str | None, bool], Any] = field(default_factory=dict, repr=False)
     _rows: list[dict[str, Any]] | None = field(default=None, repr=False)
 

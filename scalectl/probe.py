@@ -171,7 +171,7 @@ def run_two_hop(variant: str = "facts", base: str | None = None, n_people: int =
     logo_scores = {}
     for key, recs in (("hop1", w.hop1), ("hop2", w.hop2), ("two_hop", w.two_hop)):
         prompts = [r["input"] for r in recs]
-        W = logo_weights(ctx, ["hop1", "hop2"], prompts, lcfg)
+        W, _ = logo_weights(ctx, ["hop1", "hop2"], prompts, lcfg)
         outs = generate_mixed(bb, fs, prompts, W, _max_new(bb, recs), batch_size=16)
         logo_scores[key] = sum(exact_match(o, r["target"]) for o, r in zip(outs, recs)) / len(recs)
     rows.append({"condition": "dynamic selection (logo)", **logo_scores})

@@ -350,6 +350,12 @@ def compose_result(res: Any) -> None:
     where = ", ".join(x for x in (res.out, res.merged_model) if x)
     kind = "exact LoRA" if res.exact else f"truncated SVD, max relative Frobenius error {res.max_rel_error:.3g}"
     info(f"wrote {where} ({kind}, rank {res.rank})" + (f"; registered as {res.registered}" if res.registered else ""))
+    if not res.exact and res.out:
+        info(f"{res.out} is the rank-{res.rank} SVD of the {res.merger} update, not the update itself (eval --adapters "
+             f"... --merger {res.merger} scores the exact one); the per-module errors are in its provenance; "
+             "--rank R keeps more")
+    for w in getattr(res, "warnings", None) or []:
+        warn(w)
 
 
 class RichProgress:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import RetrievalError
 from .index import embed_texts, index_status, load_index, resolve_recipe
-from .views import routing_text
+from .views import LONG_PREAMBLE_WORDS, common_prefix, routing_text, strip_prefix
 
 DEFAULT_GLOBAL = 20
 DEFAULT_LOCAL = 20
@@ -98,11 +98,12 @@ class Retrieval:
     recipe: str | None = None
     embedder: str | None = None
     dim: int | None = None
+    stripped_prefix: str = ""  # the prefix every task input shared, stripped before embedding
 
     def candidates_for(self, query_index: int) -> list[str]:
-        """A query's candidate set: the global list, then its support example's local list, without duplicates."""
-        j = self.routes[query_index]
-        return union([n for n, _ in self.global_candidates], [n for n, _ in self.local_candidates[j]])
+        """A query's instance-level candidates (iLoRAComp's): the local list of the support example it is routed to.
+        (The union with the global list is a method option, ``candidates="union"``.)"""
+        return [n for n, _ in self.local_candidates[self.routes[query_index]]]
 
     def route_counts(self) -> list[int]:
         counts = [0] * len(self.local_candidates)
@@ -125,6 +126,7 @@ class Retrieval:
             "queries": [{"id": qid[i], "support": sid[j], "candidates": self.candidates_for(i)}
                         for i, j in enumerate(self.routes)],
             "warnings": list(self.warnings),
+            "stripped_prefix": {"chars": len(self.stripped_prefix), "text": self.stripped_prefix},
         }
 
 
@@ -211,6 +213,10 @@ def retrieve(reg, pool: str, view: str, support: Sequence[Any], queries: Sequenc
         if st["changed"]:
             parts.append(f"{len(st['changed'])} changed since indexing ({', '.join(st['changed'][:5])})")
         warnings.append(f"the {view!r} index of pool {pool!r} is stale: {'; '.join(parts)}; run {st['rebuild']}")
+    # a long preamble every task input shares would crowd the part that differs out of the embedder's window
+    prefix = common_prefix([s["input"] for s in sup] + [q["input"] for q in qs], min_words=LONG_PREAMBLE_WORDS)
+    sup = [{**s, "input": strip_prefix(s["input"], prefix)} for s in sup]
+    qs = [{**q, "input": strip_prefix(q["input"], prefix)} for q in qs]
     texts = [v.support_text(s) for s in sup] + [routing_text(s) for s in sup] + [routing_text(q) for q in qs]
     uniq = list(dict.fromkeys(texts))
     vecs = embed_texts(uniq, idx.embedder, progress=progress)
@@ -226,4 +232,5 @@ def retrieve(reg, pool: str, view: str, support: Sequence[Any], queries: Sequenc
     res.query_ids = [q["id"] for q in qs]
     res.support_ids = [s["id"] for s in sup]
     res.pool, res.view, res.recipe, res.embedder, res.dim = pool, view, v.name, idx.embedder, idx.dim
+    res.stripped_prefix = prefix
     return res

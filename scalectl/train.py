@@ -140,16 +140,22 @@ def _token_loss(bb, model, batch) -> tuple[Any, int]:
     return (loss * mask.reshape(-1)).sum(), int(mask.sum())
 
 
-def heldout_loss(bb, model, encoded, batch_size: int = 16) -> float:
+def batch_token_losses(bb, model, encoded, batch_size: int = 16) -> list[tuple[float, int]]:
+    """Per batch of ``encoded`` (in order): the summed cross-entropy over its target tokens, and their count."""
     import torch
 
-    tot, n = 0.0, 0
+    out = []
     with torch.inference_mode():
         for i in range(0, len(encoded), batch_size):
             s, c = _token_loss(bb, model, _batch(bb, encoded[i:i + batch_size]))
-            tot += float(s)
-            n += c
-    return tot / max(n, 1)
+            out.append((float(s), c))
+    return out
+
+
+def heldout_loss(bb, model, encoded, batch_size: int = 16) -> float:
+    """Mean cross-entropy over every target token of ``encoded``."""
+    per = batch_token_losses(bb, model, encoded, batch_size)
+    return sum(s for s, _ in per) / max(sum(c for _, c in per), 1)
 
 
 def heldout_em(bb, examples: list[dict[str, str]]) -> float:

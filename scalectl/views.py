@@ -15,16 +15,17 @@ The retrieval view embeds what a target task's inputs look like, so a task is ma
 inputs alone; the balanced view adds the answers; the QA view ignores the descriptions (useful
 when they are missing or boilerplate).
 
-Limits, so one adapter with long records cannot dominate or overflow the embedder: the first
-:data:`MAX_EXAMPLES` (5) example records are used, each input and output is cut to
-:data:`MAX_FIELD_CHARS` (300) characters, a description to :data:`MAX_DESCRIPTION_CHARS` (500),
-and the whole text to :data:`MAX_TEXT_CHARS` (2,000). Whitespace runs collapse to one space;
-``_`` and ``-`` in a source task name become spaces (``word_sorting`` -> ``word sorting``).
-Routing compares raw inputs (query vs support example), cut to :data:`ROUTING_CHARS` (1,000).
-MiniLM itself reads only the first 256 word pieces (roughly 1,000 characters), which is why
-the description and the source task come first. An adapter for which a recipe gives no text
-(no description, no examples) is embedded from its description, else its source task, else
-its name, so no vector is empty.
+No text is cut at a fixed number of characters (method.md, Retrieval): the embedder's own token limit
+applies (MiniLM reads the first 256 word pieces), which is why the description and the source task come
+first. Only the first :data:`MAX_EXAMPLES` (5) example records of an adapter are used, whitespace runs
+collapse to one space, and ``_`` and ``-`` in a source task name become spaces (``word_sorting`` ->
+``word sorting``). On the task side, a long prefix that every input of the task shares (an instruction
+preamble of :data:`LONG_PREAMBLE_WORDS` words or more: BBH's salient_translation_error_detection, 103 words,
+and penguins_in_a_table, 62) is stripped before embedding (:func:`common_prefix`; retrieval records it), so
+the part that tells examples apart reaches the embedder's window; a short shared instruction ("Sort the
+following words alphabetically: List:") stays, since it says what the task is. Routing compares inputs
+(query vs support example) the same way. An adapter for which a recipe gives no text (no description, no
+examples) is embedded from its description, else its source task, else its name, so no vector is empty.
 
 A *custom view* is any other name bound to one of these recipes
 (``scalectl index --view mine --recipe qa``); the binding is stored with the index rows.
@@ -40,25 +41,40 @@ from typing import Any, Callable, Mapping
 from .errors import RetrievalError
 
 MAX_EXAMPLES = 5
-MAX_FIELD_CHARS = 300
-MAX_DESCRIPTION_CHARS = 500
-MAX_TEXT_CHARS = 2000
-ROUTING_CHARS = 1000
 ARROW = " -> "
+LONG_PREAMBLE_WORDS = 50  # a shared prefix this long would fill a fifth of MiniLM's 256-word-piece window
 
 _WS = re.compile(r"\s+")
 
 
-def clean(text: Any, limit: int) -> str:
-    """Collapse whitespace and cut to ``limit`` characters (ending in ``...`` when cut)."""
-    s = _WS.sub(" ", str(text if text is not None else "")).strip()
-    if len(s) > limit:
-        s = s[: max(0, limit - 3)].rstrip() + "..."
-    return s
+def clean(text: Any) -> str:
+    """Collapse whitespace runs to one space and strip the ends (nothing is cut)."""
+    return _WS.sub(" ", str(text if text is not None else "")).strip()
+
+
+def common_prefix(texts: list[str], min_words: int = 1) -> str:
+    """The prefix every one of ``texts`` (two or more) shares, ended at a whitespace so no word is split; ``""`` when
+    it has fewer than ``min_words`` words or when stripping it would empty one of the texts."""
+    cleaned = [clean(t) for t in texts]
+    if len(cleaned) < 2:
+        return ""
+    lo, hi = min(cleaned), max(cleaned)  # the common prefix of all of them is that of the two extremes
+    n = 0
+    while n < min(len(lo), len(hi)) and lo[n] == hi[n]:
+        n += 1
+    prefix = lo[: lo.rfind(" ", 0, n) + 1]  # back to the last whitespace inside it (none: "")
+    if len(prefix.split()) < min_words or not all(len(t) > len(prefix) for t in cleaned):
+        return ""
+    return prefix
+
+
+def strip_prefix(text: Any, prefix: str) -> str:
+    s = clean(text)
+    return s[len(prefix):] if prefix and s.startswith(prefix) else s
 
 
 def _task_name(source_task: Any) -> str:
-    return clean(re.sub(r"[_\-]+", " ", str(source_task or "")), MAX_FIELD_CHARS)
+    return clean(re.sub(r"[_\-]+", " ", str(source_task or "")))
 
 
 def _examples(row: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -66,24 +82,24 @@ def _examples(row: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _pair(inp: Any, out: Any) -> str:
-    return clean(inp, MAX_FIELD_CHARS) + ARROW + clean(out, MAX_FIELD_CHARS)
+    return clean(inp) + ARROW + clean(out)
 
 
 def _head(row: Mapping[str, Any]) -> list[str]:
     parts = []
     if row.get("description"):
-        parts.append(clean(row["description"], MAX_DESCRIPTION_CHARS))
+        parts.append(clean(row["description"]))
     if row.get("source_task"):
         parts.append("Task: " + _task_name(row["source_task"]))
     return parts
 
 
 def _join(parts: list[str]) -> str:
-    return clean("\n".join(p for p in parts if p), MAX_TEXT_CHARS) if parts else ""
+    return clean("\n".join(p for p in parts if p)) if parts else ""
 
 
 def recipe_retrieval(row: Mapping[str, Any]) -> str:
-    return _join(_head(row) + [clean(e.get("input"), MAX_FIELD_CHARS) for e in _examples(row)])
+    return _join(_head(row) + [clean(e.get("input")) for e in _examples(row)])
 
 
 def recipe_balanced(row: Mapping[str, Any]) -> str:
@@ -95,14 +111,12 @@ def recipe_qa(row: Mapping[str, Any]) -> str:
 
 
 def support_input(example: Mapping[str, Any]) -> str:
-    return clean(example.get("input"), MAX_FIELD_CHARS)
+    return clean(example.get("input"))
 
 
 def routing_text(example: Mapping[str, Any]) -> str:
-    """What routing compares (a query's input against a support example's input), for every view.
-
-    Longer than a field (:data:`ROUTING_CHARS`): BBH inputs of one task often share a long template prefix."""
-    return clean(example.get("input"), ROUTING_CHARS)
+    """What routing compares (a query's input against a support example's input), for every view."""
+    return clean(example.get("input"))
 
 
 def support_pair(example: Mapping[str, Any]) -> str:
@@ -123,7 +137,7 @@ class View:
             return text
         for key in ("description", "source_task", "name"):
             if row.get(key):
-                return clean(row[key], MAX_TEXT_CHARS) if key != "source_task" else _task_name(row[key])
+                return clean(row[key]) if key != "source_task" else _task_name(row[key])
         return ""
 
 

@@ -51,6 +51,19 @@ def llama_adapters(tmp_path_factory, llama_base) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def method_adapters(tmp_path_factory, llama_base) -> list[Path]:
+    """The three tiny skills at one rank (4): LoRAHub's and iLoRAComp's factor rule needs equal ranks."""
+    d = tmp_path_factory.mktemp("method_adapters")
+    specs = [("arith", 8, 1), ("sorting", 16, 2), ("dates", 4, 3)]
+    return [
+        make_adapter(llama_base, d / n, r=4, alpha=a, seed=s,
+                     sidecar={"description": f"tiny {n} skill", "source_task": n, "tags": ["tiny"],
+                              "examples": [{"input": f"{n} q{i}", "output": f"a{i}"} for i in range(3)]})
+        for n, a, s in specs
+    ]
+
+
+@pytest.fixture(scope="session")
 def t5_adapter(tmp_path_factory, t5_base) -> Path:
     return make_adapter(t5_base, tmp_path_factory.mktemp("t5_adapters") / "t5-skill", r=4, alpha=8, seed=5)
 

@@ -464,9 +464,12 @@ def test_errors_on_registry_runs_and_cli(reg, tmp_path):
                       "agreement_failure": (3, True), "calibration_failure": (3, True), "normalization_failure": (0, True),
                       "other": (0, True)}
     assert res["n_wrong"] == 4 and res["n_queries"] == 6
-    # composition failures: an lasrc method run against its ilc baseline
+    # composition failures: an lasrc method run against its linear anchor (ilc-linear; ilc merges with the factor rule)
     las = make_run(reg, "lasrc", {"bbh/t1": [0, 0, 1]}, config=_method(), extracted={"bbh/t1": [1, 0, 1]})
-    ilc = make_run(reg, "ilc", {"bbh/t1": [1, 0, 0]}, config={"method_config": {"method": "ilc"}})
+    ilc = make_run(reg, "ilc-linear", {"bbh/t1": [1, 0, 0]}, config={"method_config": {"method": "ilc-linear"}})
+    factor = make_run(reg, "ilc", {"bbh/t1": [1, 0, 0]}, config={"method_config": {"method": "ilc"}})
+    r = runner.invoke(app, ["audit", "errors", "--run", las, "--baseline", factor])
+    assert r.exit_code == 1 and "is not a linear merge (merger lorahub)" in r.stderr and "ilc-linear" in r.stderr
     out = _json(["audit", "errors", "--run", las, "--baseline", ilc, "--json", "--csv", str(tmp_path / "e.csv")])
     qc = {q["query_id"]: q["categories"] for q in out["queries"]}
     assert qc == {"q0": ["composition_failure", "normalization_failure"], "q1": ["other"]}
@@ -483,7 +486,7 @@ def test_errors_on_registry_runs_and_cli(reg, tmp_path):
     _fails(["audit", "errors", "--run", las, "--no-sdp", ctrl], "no per-view records")
     _fails(["audit", "errors", "--run", rid, "--no-sdp", rid], "must be a SCALE run without SDP")
     _fails(["audit", "errors", "--run", ctrl, "--no-sdp", ctrl], "without SDP; nothing to compare")
-    other_q = make_run(reg, "ilc", {"bbh/t1": [1, 0]}, config={"method_config": {"method": "ilc"}})
+    other_q = make_run(reg, "ilc-linear", {"bbh/t1": [1, 0]}, config={"method_config": {"method": "ilc-linear"}})
     _fails(["audit", "errors", "--run", las, "--baseline", other_q], "cover different queries")
     with pytest.raises(EvalError):
         audit.errors(reg, "nope")

@@ -131,7 +131,7 @@ def test_shipped_flan_t5_manifest_uses_its_own_base(no_model_load):
 def test_compose_task_honours_base_and_env(tiny, tmp_path, monkeypatch):
     reg, d = tiny
     build_index(reg, "tiny", "balanced", embedder="hash:64")
-    args = ["compose", "--merger", "lasrc", "--task", "tiny_tf", "--bbh-dir", str(d), "--steps", "2",
+    args = ["compose", "--merger", "lasrc", "--task", "tiny_tf", "--bbh-dir", str(d), "--steps", "8",
             "--global", "2", "--json"]
     monkeypatch.setenv("SCALECTL_POOL", "tiny")
     monkeypatch.setenv("SCALECTL_BASE", "smollm2-135m")
@@ -139,6 +139,16 @@ def test_compose_task_honours_base_and_env(tiny, tmp_path, monkeypatch):
     assert r.exit_code == 1 and "pool 'tiny' is on" in r.stderr, r.output
     assert not (tmp_path / "c1").exists()
     monkeypatch.delenv("SCALECTL_BASE")
+    import scalectl.taskcompose as taskcompose
+    from scalectl.search import search_weights
+
+    def searched(bb, factors, support, cfg, **kw):  # the real search on the pool's base, weights kept off 0
+        res = search_weights(bb, factors, support, cfg, **kw)
+        assert bb.base.canonical == reg.pool("tiny")["base_model"]
+        res.weights = [0.5] * len(factors)
+        return res
+
+    monkeypatch.setattr(taskcompose, "search_weights", searched)
     r = runner.invoke(app, args + ["--out", str(tmp_path / "c2")])  # the pool's base: the tiny Llama
     assert r.exit_code == 0, r.output
     assert (tmp_path / "c2" / "adapter_model.safetensors").is_file()

@@ -342,3 +342,58 @@ def test_shape_mismatch():
         dense.ties(torch.zeros(0, 3, 3), torch.zeros(0), 0.5)
     with pytest.raises(ScalectlError, match="agree mask shape"):
         dense.disjoint_mean(_D, torch.ones(2, 4, 4, dtype=torch.bool))
+
+
+def _mergekit_consensus(deltas: torch.Tensor, weights: torch.Tensor, method: str) -> torch.Tensor:
+    """arcee-ai/mergekit merge_methods/generalized_task_arithmetic.py, GTATask.execute with a consensus method and
+    normalize on, and get_mask (transcribed; the sparsified deltas come in)."""
+    weights = weights.clone()
+    while len(deltas.shape) > len(weights.shape):
+        weights.unsqueeze_(-1)
+    weighted_deltas = deltas * weights
+    sign = weighted_deltas.sign()
+    if method == "sum":
+        majority_sign = (weighted_deltas.sum(dim=0) >= 0).to(deltas.dtype) * 2 - 1
+    else:
+        majority_sign = (sign.sum(dim=0) >= 0).to(deltas.dtype) * 2 - 1
+    mask = sign == majority_sign
+    mixed_delta = (weighted_deltas * mask).sum(dim=0)
+    divisor = (weights * mask).sum(dim=0)
+    divisor[divisor == 0] = 1
+    return mixed_delta / divisor
+
+
+@pytest.mark.parametrize("shape,k,method", [((8, 8), 3, "total"), ((5, 13), 4, "frequency"), ((16, 4), 5, "total")])
+def test_ties_weighted_sign_election_is_mergekits(shape, k, method):
+    deltas, w = _stack(k, shape, 7), _weights(k, 7)
+    pruned = torch.stack([dense.magnitude_prune(d, 0.5) for d in deltas])
+    want = _mergekit_consensus(pruned, w, "sum" if method == "total" else "count")
+    got = dense.ties(deltas, w, 0.5, method, election="weighted")
+    assert torch.allclose(got, want, atol=1e-6)
+    assert not torch.allclose(got, dense.ties(deltas, w, 0.5, method), atol=1e-6)  # PEFT's differs here
+
+
+def test_dare_ties_weighted_sign_election_is_mergekits():
+    deltas, w = _stack(4, (6, 9), 3), _weights(4, 3)
+    names = ["a", "b", "c", "d"]
+    dropped = torch.stack([dense.dare_drop(d, 0.3, 42, n, "m") for d, n in zip(deltas, names)])
+    got = dense.dare_ties(deltas, w, 0.3, 42, names, "m", election="weighted")
+    assert torch.allclose(got, _mergekit_consensus(dropped, w, "sum"), atol=1e-6)
+
+
+def test_negative_weights_warn_and_sign_election_is_a_parameter(llama_adapters):
+    from scalectl.compose import compose_inputs, load_inputs
+    from scalectl.merge.table import MergeError, resolve_merger
+    from scalectl.registry import Registry
+
+    reg = Registry()
+    reg.add_sources([str(p) for p in llama_adapters[:2]], pool="tiny")
+    inp = load_inputs(reg, ["arith", "sorting"], pool="tiny")
+    comp = compose_inputs(inp, [0.8, -0.4], resolve_merger("ties"))
+    assert comp.warnings and "sign_election=weighted is mergekit's" in comp.warnings[0]
+    assert not compose_inputs(inp, [0.8, 0.4], resolve_merger("ties")).warnings
+    weighted = compose_inputs(inp, [0.8, -0.4], resolve_merger("ties", {"sign_election": "weighted"}))
+    m = inp.modules[0]
+    assert not torch.allclose(weighted.delta(m), comp.delta(m))
+    with pytest.raises(MergeError, match="sign_election must be unweighted or weighted"):
+        resolve_merger("dare-ties", {"sign_election": "both"})

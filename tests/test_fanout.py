@@ -22,12 +22,12 @@ EMB = "hash:64"
 
 
 @pytest.fixture
-def world(tmp_path, llama_adapters, monkeypatch):
+def world(tmp_path, method_adapters, monkeypatch):
     # every search is computed, not read back from the on-disk cache, so "identical" is tested for real
     monkeypatch.setenv("SCALECTL_SEARCH_CACHE", "0")  # (in-process searches live in one run's context only)
     d = write_two_task_bbh(tmp_path / "bbh")
     reg = Registry()
-    reg.add_sources([str(p) for p in llama_adapters], pool="tiny")
+    reg.add_sources([str(p) for p in method_adapters], pool="tiny")
     for v in ("balanced", "qa"):
         build_index(reg, "tiny", v, embedder=EMB)
     yield reg, d

@@ -27,7 +27,8 @@ from scalectl.index import (
     load_index,
 )
 from scalectl.registry import Registry
-from scalectl.views import MAX_EXAMPLES, MAX_TEXT_CHARS, VIEWS, get_view
+from scalectl.retrieve import retrieve
+from scalectl.views import MAX_EXAMPLES, VIEWS, common_prefix, get_view
 
 runner = CliRunner()
 EMB = "hash:64"
@@ -61,8 +62,8 @@ def test_views_recipes_and_caps():
     assert "Sort" not in q and "word sorting" not in q and "in0 -> out0" in q
     for text in (r, b, q):  # only the first MAX_EXAMPLES examples
         assert f"in{MAX_EXAMPLES - 1}" in text and f"in{MAX_EXAMPLES}" not in text
-    long = {"name": "x", "description": "d " * 5000, "examples": [{"input": "y" * 5000, "output": "z"}] * 5}
-    assert all(len(v.adapter_text(long)) <= MAX_TEXT_CHARS for v in VIEWS.values())
+    long = {"name": "x", "description": "d " * 5000, "examples": [{"input": "y" * 5000 + " tail", "output": "z"}] * 5}
+    assert all("tail" in v.adapter_text(long) for v in VIEWS.values())  # nothing cut at a fixed length
     assert VIEWS["qa"].adapter_text({"name": "bare-adapter", "examples": []}) == "bare-adapter"  # never empty
     ex = {"input": "Sort: b a", "target": "a b"}
     assert VIEWS["retrieval"].support_text(ex) == "Sort: b a"
@@ -217,3 +218,26 @@ def test_compositions_written_into_the_pool_are_not_candidates(reg, tmp_path):
     assert "mix" in {a["name"] for a in reg.list(pool="tiny")}
     s = build_index(reg, "tiny", "balanced", embedder=EMB)
     assert s["adapters"] == 3 and "mix" not in {r["name"] for r in rows()}
+
+
+def test_common_prefix_of_task_inputs():
+    pre = "Answer questions about causal attribution. " * 10
+    texts = [pre + "How would a typical person answer: did Tom cause it?", pre + "Did the wind   break it?",
+             pre + "How would you answer: did the fire start it?"]
+    assert common_prefix(texts) == pre.strip() + " "  # whitespace collapsed, ended at a word boundary
+    assert common_prefix(["How would one", "How would two"]) == "How would "
+    assert common_prefix(["sort: b a", "sorted c d"]) == ""  # never inside a word
+    assert common_prefix(["same", "same"]) == "" and common_prefix(["only one"]) == ""  # never empties a text
+    assert common_prefix(texts, min_words=200) == "" and common_prefix(texts, min_words=50) == pre.strip() + " "
+
+
+def test_retrieval_strips_a_shared_preamble(llama_adapters):
+    reg = Registry()
+    reg.add_sources([str(p) for p in llama_adapters], pool="tiny")
+    build_index(reg, "tiny", "balanced", embedder="hash:64")
+    pre = "The following is a long shared instruction that every example of this task repeats word for word. " * 8
+    sup = [{"input": pre + f"add {i} and 2", "target": str(i + 2)} for i in range(3)]
+    qs = [{"id": "q", "input": pre + "add 5 and 2"}]
+    r = retrieve(reg, "tiny", "balanced", sup, qs, n_global=2, n_local=2)
+    assert r.stripped_prefix == pre.strip() + " add "  # what every input shares, up to the part that differs
+    assert r.to_dict()["stripped_prefix"]["chars"] == len(r.stripped_prefix)

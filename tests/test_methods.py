@@ -29,9 +29,9 @@ def tiny_bbh(tmp_path):
 
 
 @pytest.fixture
-def indexed(llama_adapters):
+def indexed(method_adapters):
     reg = Registry()
-    reg.add_sources([str(p) for p in llama_adapters], pool="tiny")
+    reg.add_sources([str(p) for p in method_adapters], pool="tiny")
     build_index(reg, "tiny", "balanced", embedder=EMB)
     return reg
 
@@ -46,7 +46,6 @@ def test_every_method_runs_and_records_its_path(tiny_bbh, llama_base, indexed):
     bb = load_backbone(str(llama_base), device="cpu")
     runs = {}
     for m in METHODS:
-        # lorahub's rule needs equal ranks: seed 4 draws arith and sorting (rank 4), not dates (rank 2)
         cfg = _cfg(m, lorahub_k=2, lorahub_seed=4) if m == "lorahub" else _cfg(m, views=["balanced"])
         res = run_eval("tiny_mix", reg=indexed, bb=bb, pool="tiny", method=cfg, bbh_dir=str(tiny_bbh), limit=6)
         runs[m] = res
@@ -63,13 +62,22 @@ def test_every_method_runs_and_records_its_path(tiny_bbh, llama_base, indexed):
             assert x["support_ids"] == plan["support_ids"] and x["candidates"] and x["weights"]
         if m in ("ilc", "lasrc", "lmix-fr", "lorahub"):
             for g in plan["groups"]:
-                hist = g["search"]["history"]
+                s = g["search"]
+                hist = s["history"]
                 assert len(hist) == 4 and len(hist[0]["weights"]) == len(g["candidates"])  # every step stored
-    # lasrc and the operator controls are ilc with only the merge changed: same retrieval, clusters, weights, routing
+                assert s["k"] == len(g["candidates"]) and s["rule"] == "lorahub"  # the factor rule, as the peers
+                # iLoRAComp: two stages (3 + 1 of 4 steps), stage 2 starting from stage 1's result; LoRAHub: one
+                assert s["stages"] == ([4] if m == "lorahub" else [3, 1])
+                assert s["warning"] and s["warning"] in plan["notes"]  # 4 steps < 2(K + 1): said where users look
+        if m in ("ilc", "lasrc", "lmix-fr"):  # the local list of the cluster's support example only (iLoRAComp)
+            local = plan["retrieval"]["local"]
+            assert [g["candidates"] for g in plan["groups"]] == \
+                   [[c["name"] for c in local[int(g["label"].split("-")[1])]["candidates"]] for g in plan["groups"]]
+    # the other matched rows are ilc with only the merge changed: same retrieval, clusters, weights, routing
     gi = indexed.run(runs["ilc"].run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
-    assert {g["merger"] for g in gi} == {"linear"}
-    for m, merger in (("lasrc", "lasrc"), ("ties", "ties"), ("dare-linear", "dare-linear"), ("dare-ties", "dare-ties"),
-                      ("sdp+lasrc", "sdp+lasrc")):
+    assert {g["merger"] for g in gi} == {"lorahub"}  # iLoRAComp merges with the factor rule
+    for m, merger in (("ilc-linear", "linear"), ("lasrc", "lasrc"), ("ties", "ties"), ("dare-linear", "dare-linear"),
+                      ("dare-ties", "dare-ties"), ("sdp+lasrc", "sdp+lasrc")):
         gl = indexed.run(runs[m].run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
         assert [(g["label"], g["candidates"], g["weights"], g["queries"]) for g in gi] == \
                [(g["label"], g["candidates"], g["weights"], g["queries"]) for g in gl], m
@@ -94,33 +102,54 @@ def test_logo_top1_and_uniform(tiny_bbh, llama_base, indexed):
             assert check(r["extra"]["weights"]), r["extra"]["weights"]
 
 
-def test_logo_signal_is_branch_output_norm(llama_base, indexed):
-    """The L2 signal equals ||s_i B_i A_i h|| at the last token of the last adapted module."""
+@pytest.mark.parametrize("signal,k", [("l2", 2), ("entropy", 3), ("l2", 3)])
+def test_logo_selects_as_logos_own_code(llama_base, method_adapters, indexed, signal, k):
+    """Our LoGo weights against a transcription of archon159/LoGo ``utils/model.py`` (``get_mixed_lora_model``,
+    ``get_lora_matrices_for``, ``select_and_predict``): every adapter active in a PeftMixedModel, hidden_states[L]
+    of the last layer L, o_i = (h A_i^T) B_i^T s_i at the last token, norm or 1/(entropy + 1e-6), top k,
+    weights metric / sum."""
     import torch
+    from peft import PeftMixedModel
+    from transformers import AutoModelForCausalLM
 
     from scalectl.backbone import format_prompts, load_backbone
     from scalectl.context import RunContext
     from scalectl.methods.logo import logo_weights
 
     bb = load_backbone(str(llama_base), device="cpu")
-    names = ["arith", "sorting", "dates"]
-    W = logo_weights(RunContext(indexed, bb, "tiny"), names, ["add 1 and 2"], _cfg("logo", logo_k=3))
-    fs = [indexed.load_factors(n, "tiny") for n in names]
-    probe = fs[0].modules[-1]
-    seen = {}
-    def grab(_m, i):
-        seen["x"] = i[0][:, -1]  # returns None: the input is left as it is
+    prompts = ["add 1 and 2", "sort these: c a b"]
+    ours, probe = logo_weights(RunContext(indexed, bb, "tiny"), ["arith", "sorting", "dates"], prompts,
+                               _cfg("logo", logo_signal=signal, logo_k=k))
+    assert probe["module"] == "model.layers.1.self_attn.q_proj" and probe["layer"] == 1
 
-    h = bb.model.get_submodule(probe).register_forward_pre_hook(grab)
-    enc = bb.tokenizer(format_prompts(bb, ["add 1 and 2"]), return_tensors="pt", add_special_tokens=False)
-    with torch.no_grad():
-        bb.model(**enc)
-    h.remove()
-    sig = torch.stack([(f.scaling[probe] * f.B[probe] @ (f.A[probe] @ seen["x"][0])).norm() for f in fs])
-    assert torch.allclose(W[0], sig / sig.sum(), atol=1e-5)
+    # --- LoGo's code, transcribed (CPU instead of .cuda(); the tiny model has 2 layers: layer_idx 1) ---
+    base = AutoModelForCausalLM.from_pretrained(str(llama_base))
+    peft_model = PeftMixedModel.from_pretrained(base, str(method_adapters[0]), adapter_name="__bootstrap__")
+    for i, path in enumerate(method_adapters):
+        peft_model.load_adapter(str(path), adapter_name=f"lora_{i}")
+    peft_model.set_adapter([f"lora_{i}" for i in range(len(method_adapters))])
+    peft_model.delete_adapter("__bootstrap__")
+    module = dict(peft_model.named_modules())["base_model.model.model.layers.1.self_attn.q_proj"]
+    mats = {a: (module.lora_A[a].weight.data, module.lora_B[a].weight.data, module.scaling[a])
+            for a in sorted(peft_model.active_adapters, key=lambda a: int(a.split("_")[1]))}  # lora_i = adapter i
+    for qi, text in enumerate(format_prompts(bb, prompts)):
+        inputs = bb.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            out = peft_model(input_ids=inputs["input_ids"], output_hidden_states=True, return_dict=True)
+        x = out.hidden_states[1]
+        proj = torch.stack([(x @ A.T) @ B.T * s for A, B, s in mats.values()], dim=1)[:, :, -1]  # (1, K, D)
+        if signal == "l2":
+            metric = torch.norm(proj, dim=-1)
+        else:
+            p = torch.softmax(proj, dim=-1)
+            metric = 1 / (-(p * torch.log(p + 1e-8)).sum(dim=-1) + 1e-6)
+        top, idx = torch.topk(metric, k=k, dim=-1)
+        want = torch.zeros(3)
+        want[idx[0]] = top[0] / top[0].sum()
+        assert torch.allclose(ours[qi], want, atol=1e-5), (ours[qi], want)
 
 
-def test_method_bad_input(tiny_bbh, llama_base, indexed, llama_adapters):
+def test_method_bad_input(tiny_bbh, llama_base, indexed, method_adapters):
     with pytest.raises(EvalError, match="did you mean lasrc"):
         MethodConfig(method="lasr").check()
     r = runner.invoke(app, ["eval", "--method", "ilc", "--pool", "tiny", "--view", "qa", "--task", "tiny_mix",
@@ -175,7 +204,7 @@ def test_compose_task_retrieves_searches_composes(tmp_path, tiny_bbh, llama_base
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert len(out["candidates"]) == 3 and len(out["search_history"]) == 12
-    assert out["support_loss"] < out["search_history"][0]["loss"]  # better than the base model (step 1: all zeros)
+    assert out["support_loss"] < out["search_history"][0]["ce"]  # better than the base model (step 1: all zeros)
     prov = json.loads((tmp_path / "c" / "scalectl_provenance.json").read_text())
     assert prov["operator"] == "lasrc" and [i["name"] for i in prov["inputs"]] == out["candidates"]
 
@@ -220,7 +249,8 @@ def test_scale_views_aggregations_and_controls(tiny_bbh, llama_base, indexed):
                     method=_cfg("scale", views=["balanced", "qa"], random_views=True, sdp_seed=7))
     s3 = indexed.run(res3.run_id)["summary"]
     views3 = s3["plans"]["bbh/tiny_mix"]["views"].values()
-    searched = sum(g["search"]["seconds"] for v in views3 for g in v["groups"])
+    distinct = {json.dumps(g["search"], sort_keys=True): g["search"] for v in views3 for g in v["groups"]}  # run once
+    searched = sum(x["seconds"] for x in distinct.values() if not x["cached"])
     assert s3["path_cost"]["search_seconds"] >= searched > 0
     assert s3["compose_seconds"] == s3["path_cost"]["compose_seconds"] > 0
 
@@ -337,7 +367,42 @@ def test_library_errors_name_settings_the_cli_names_flags(tiny_bbh, llama_base, 
                       (["--method", "logo", "--logo-k", "0"], "--logo-k must be at least 1"),
                       (["--method", "ilc", "--pool", "tiny", "--param", "fixed_alpha=true"],
                        "--param sets LASRC parameters of the methods lasrc, sdp+lasrc, scale, not ilc"),
-                      (["--method", "ilc", "--seeds", "1,2"], "--seeds sweeps the SDP seed")):
+                      (["--method", "ilc", "--seeds", "1,2"], "--seeds sweeps the seed of --method scale")):
         r = runner.invoke(app, ["eval", "--task", "tiny_mix", "--bbh-dir", str(tiny_bbh), "--base", str(llama_base),
                                 *args])
         assert r.exit_code == 1 and msg in r.stderr, (args, r.stderr)
+
+
+def test_factor_rule_on_mixed_ranks_is_one_clear_line(tiny_bbh, llama_base, llama_adapters):
+    """The peers refuse to merge adapters of different ranks with the factor rule; so does ilc, naming the way out."""
+    reg = Registry()
+    reg.add_sources([str(p) for p in llama_adapters], pool="mixed")  # ranks 4, 4, 2
+    build_index(reg, "mixed", "balanced", embedder=EMB)
+    args = ["eval", "--pool", "mixed", "--task", "tiny_mix", "--bbh-dir", str(tiny_bbh), "--base", str(llama_base),
+            "--global", "3", "--local", "3", "--steps", "4", "--limit", "2"]
+    r = runner.invoke(app, args + ["--method", "ilc"])
+    assert r.exit_code == 1 and "needs equal ranks" in r.stderr and "--search-rule linear" in r.stderr, r.stderr
+    r = runner.invoke(app, args + ["--method", "ilc-linear", "--search-rule", "linear", "--json"])
+    assert r.exit_code == 0, r.output
+    run = reg.run(json.loads(r.stdout)["run_id"])
+    groups = run["summary"]["plans"]["bbh/tiny_mix"]["groups"]
+    assert {g["search"]["rule"] for g in groups} == {"linear"} and {g["merger"] for g in groups} == {"linear"}
+
+
+def test_lorahub_seeds_sweep_the_draw(tiny_bbh, llama_base, indexed):
+    """LoRAHub reports the mean of 5 draws: --seeds runs one draw each, in draw order, and audit seeds averages them."""
+    r = runner.invoke(app, ["eval", "--method", "lorahub", "--pool", "tiny", "--task", "tiny_mix", "--lorahub-k", "2",
+                            "--seeds", "1,2,3", "--steps", "3", "--bbh-dir", str(tiny_bbh), "--base", str(llama_base),
+                            "--limit", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    import random
+
+    names = [x["name"] for x in indexed.list(pool="tiny")]
+    for seed, res in zip((1, 2, 3), json.loads(r.stdout)):
+        run = indexed.run(res["run_id"])
+        assert run["config"]["method_config"]["lorahub_seed"] == seed
+        [g] = run["summary"]["plans"]["bbh/tiny_mix"]["groups"]
+        assert g["candidates"] == random.Random(seed).sample(names, 2)  # draw order, never re-sorted
+    r = runner.invoke(app, ["audit", "seeds", "--method", "lorahub", "--json"])
+    assert r.exit_code == 0, r.output
+    assert sorted(s["seed"] for s in json.loads(r.stdout)["runs"]) == [1, 2, 3]

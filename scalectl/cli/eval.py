@@ -10,6 +10,7 @@ from ..methods import names as method_names
 from ..methods.config import flags as option_flags
 
 # scalectl eval's flag for each setting the library names (method options, then the run request's fields)
+SWEEPS = ("sdp_seed", "lorahub_seed")  # the seeds --seeds can sweep (a method's Method.seed_key)
 FLAGS = {**option_flags(), "base_only": "--base-only", "method": "--method", "adapters": "--adapters",
          "pool": "--pool", "limit": "--limit", "batch_size": "--batch-size"}
 
@@ -23,7 +24,10 @@ def eval_cmd(
     n_global: Annotated[int, typer.Option("--global", help="Global candidates (method.md: 20).")] = 20,
     n_local: Annotated[int, typer.Option("--local", help="Local candidates per support example (method.md: 20).")] = 20,
     embedder: Annotated[Optional[str], typer.Option("--embedder", help="Embedder of the index (default: the index's).")] = None,
-    steps: Annotated[int, typer.Option("--steps", help="Weight-search steps (method.md: 40).")] = 40,
+    candidates: Annotated[str, typer.Option("--candidates", help="ilc and its matched rows: a cluster's candidates, local (method.md: the local 20) or union (global + local).")] = "local",
+    steps: Annotated[int, typer.Option("--steps", help="Weight-search steps (method.md: 40; ilc: 30 + 10).")] = 40,
+    search_rule: Annotated[str, typer.Option("--search-rule", help="Composition inside the search: lorahub (the factor rule, method.md) or linear.")] = "lorahub",
+    search_loss: Annotated[str, typer.Option("--search-loss", help="Search loss: lorahub (batch means summed / examples, method.md) or mean (token mean).")] = "lorahub",
     search_seed: Annotated[int, typer.Option("--search-seed", help="Weight-search seed (method.md: 42).")] = 42,
     lorahub_k: Annotated[int, typer.Option("--lorahub-k", help="lorahub: candidates drawn (20).")] = 20,
     lorahub_seed: Annotated[int, typer.Option("--lorahub-seed", help="lorahub: seed of the random draw.")] = 0,
@@ -34,7 +38,7 @@ def eval_cmd(
     views: Annotated[str, typer.Option("--views", help="scale: comma-separated index views.")] = "retrieval,balanced,qa",
     sdp: Annotated[float, typer.Option("--sdp", help="scale and sdp+lasrc: SDP drop rate (scale: 0 is the no-SDP control).")] = 0.5,
     seed: Annotated[int, typer.Option("--seed", help="scale and sdp+lasrc: SDP seed.")] = 42,
-    seeds: Annotated[Optional[str], typer.Option("--seeds", help="scale: run once per SDP seed, e.g. 42,52,133,3407.")] = None,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="scale, sdp+lasrc: run once per SDP seed (42,52,133,3407); lorahub: once per draw (1,2,3,4,5).")] = None,
     scale_merger: Annotated[str, typer.Option("--scale-merger", help="scale: lasrc, or linear (the no-LASRC control).")] = "lasrc",
     random_views: Annotated[bool, typer.Option("--random-views", help="scale: random candidates per view (control).")] = False,
     adapters: Annotated[Optional[str], typer.Option("--adapters", "-a", help="Comma-separated adapter names to compose.")] = None,
@@ -64,14 +68,15 @@ def eval_cmd(
     from ..search import SearchConfig
 
     names = [a.strip() for a in (adapters or "").split(",") if a.strip()]
-    seed_list = [seed]
+    seed_list = [None]
     if seeds:
         try:
             seed_list = [int(x) for x in seeds.split(",") if x.strip()]
         except ValueError:
             raise EvalError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
-        if method is None or get(method).seed_key != "sdp_seed":
-            raise EvalError("--seeds sweeps the SDP seed (--seed) of a method that drops with SDP (scale, sdp+lasrc)")
+        if method is None or get(method).seed_key not in SWEEPS:
+            raise EvalError("--seeds sweeps the seed of --method scale or sdp+lasrc (SDP, --seed) or lorahub (its draw, "
+                            "--lorahub-seed)")
     requests = []
     try:
         for sd in seed_list:
@@ -81,9 +86,13 @@ def eval_cmd(
                                     search=SearchConfig(steps=steps, seed=search_seed), lorahub_k=lorahub_k,
                                     lorahub_seed=lorahub_seed, retrieved=retrieved, logo_signal=logo_signal,
                                     logo_k=logo_k, logo_variant=logo_variant,
-                                    views=[v.strip() for v in views.split(",") if v.strip()], sdp_rate=sdp, sdp_seed=sd,
+                                    views=[v.strip() for v in views.split(",") if v.strip()], sdp_rate=sdp, sdp_seed=seed,
                                     scale_merger=scale_merger, random_views=random_views,
-                                    merger_params=parse_params(param))
+                                    merger_params=parse_params(param), candidates=candidates,
+                                    search_rule=search_rule)
+                mcfg.search.loss = search_loss
+                if seeds:
+                    setattr(mcfg, get(method).seed_key, sd)
                 mcfg.check()
             requests.append(RunRequest(tasks=task, method=mcfg, base_only=base_only, adapters=names or None,
                                        weights=parse_weights(weights, len(names)) if names else None, merger=merger,

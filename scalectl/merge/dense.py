@@ -189,14 +189,31 @@ def disjoint_mean(weighted: torch.Tensor, agree: torch.Tensor) -> torch.Tensor:
     return total / torch.clamp(count, min=1.0)
 
 
-def _sign_merge(pruned: torch.Tensor, weights: torch.Tensor, method: str) -> torch.Tensor:
-    """Elect signs on the pruned stack, weight it, and take the disjoint mean (PEFT's order of operations)."""
-    agree = majority_sign(pruned, method)  # (K, d_out, d_in)
+SIGN_ELECTIONS = ("unweighted", "weighted")
+
+
+def _sign_merge(pruned: torch.Tensor, weights: torch.Tensor, method: str, election: str = "unweighted") -> torch.Tensor:
+    """The TIES sign election and disjoint merge of a pruned (or dropped) stack, in one of two conventions.
+
+    ``unweighted`` (PEFT ``utils/merge_utils.py``, the default): signs are elected on the unweighted stack, then
+    the weighted agreeing entries are averaged over their count. ``weighted`` (mergekit
+    ``merge_methods/generalized_task_arithmetic.py``, ``normalize`` on): signs are elected on the weighted deltas
+    ``w_k d_k``, and the agreeing weighted entries are summed and divided by the sum of their weights (1 where
+    that is 0). With negative weights the two differ: under PEFT's an adapter whose weight is negative counts as
+    agreeing on its unweighted sign and then adds the opposite one."""
     weighted = pruned * _per_adapter(weights, pruned)  # (K, d_out, d_in)
-    return disjoint_mean(weighted, agree)  # (d_out, d_in)
+    if election == "unweighted":
+        return disjoint_mean(weighted, majority_sign(pruned, method))  # (d_out, d_in)
+    if election != "weighted":
+        raise ScalectlError(f"unknown sign election {election!r}; expected one of {', '.join(SIGN_ELECTIONS)}")
+    agree = majority_sign(weighted, method)  # (K, d_out, d_in)
+    divisor = (_per_adapter(weights, pruned) * agree).sum(dim=0)  # (d_out, d_in)
+    divisor = torch.where(divisor == 0, torch.ones_like(divisor), divisor)
+    return (weighted * agree).sum(dim=0) / divisor
 
 
-def ties(deltas: torch.Tensor, weights: torch.Tensor, density: float, method: str = "total") -> torch.Tensor:
+def ties(deltas: torch.Tensor, weights: torch.Tensor, density: float, method: str = "total",
+         election: str = "unweighted") -> torch.Tensor:
     """TIES merging of one module: trim, elect sign, disjoint merge (Yadav et al. 2023).
 
     Identical to ``peft.utils.merge_utils.ties``: each delta is magnitude-pruned to ``density``, the sign is
@@ -207,6 +224,7 @@ def ties(deltas: torch.Tensor, weights: torch.Tensor, density: float, method: st
         weights: one weight per adapter (K,); negative and zero weights are allowed.
         density: fraction of entries kept per adapter, in (0, 1].
         method: sign election, ``"total"`` (default) or ``"frequency"``.
+        election: ``"unweighted"`` (PEFT's, default) or ``"weighted"`` (mergekit's); see :func:`_sign_merge`.
 
     Returns:
         The merged update (d_out, d_in).
@@ -215,7 +233,7 @@ def ties(deltas: torch.Tensor, weights: torch.Tensor, density: float, method: st
     _check_density(density)
     _check_method(method)
     pruned = torch.stack([magnitude_prune(d, density) for d in deltas], dim=0)  # (K, d_out, d_in)
-    return _sign_merge(pruned, weights, method)
+    return _sign_merge(pruned, weights, method, election)
 
 
 # ---------------------------------------------------------------------------------------------- DARE
@@ -270,7 +288,8 @@ def dare_linear(deltas, weights, drop_rate, seed, adapters: list[str], module: s
 
 
 def dare_ties(
-    deltas, weights, drop_rate, seed, adapters: list[str], module: str, method: str = "total"
+    deltas, weights, drop_rate, seed, adapters: list[str], module: str, method: str = "total",
+    election: str = "unweighted",
 ) -> torch.Tensor:
     """DARE then TIES sign election and disjoint merge (Yu et al. 2024; Yadav et al. 2023).
 
@@ -285,6 +304,7 @@ def dare_ties(
         adapters: the K adapter names, in the order of ``deltas``.
         module: module name.
         method: sign election, ``"total"`` (default) or ``"frequency"``.
+        election: ``"unweighted"`` (PEFT's, default) or ``"weighted"`` (mergekit's); see :func:`_sign_merge`.
 
     Returns:
         The merged update (d_out, d_in).
@@ -293,7 +313,7 @@ def dare_ties(
     _check_drop_rate(drop_rate)
     _check_method(method)
     dropped = _dare_stack(deltas, drop_rate, seed, adapters, module)  # (K, d_out, d_in)
-    return _sign_merge(dropped, weights, method)
+    return _sign_merge(dropped, weights, method, election)
 
 
 # ---------------------------------------------------------------------------------------------- SDP

@@ -79,6 +79,11 @@ class Operator:
         return out
 
 
+SIGN_ELECTION = Param(
+    "sign_election", "unweighted", "elect signs on the unweighted stack (PEFT utils/merge_utils.py) or on the weighted "
+    "deltas (weighted: mergekit generalized_task_arithmetic.py); they differ when weights are negative",
+    lambda v: None if v in ("unweighted", "weighted") else f"sign_election must be unweighted or weighted, got {v!r}")
+
 SEED = Param("seed", 42, "seed of the random masks (a mask is a pure function of seed, adapter and module)")
 
 LASRC_PARAMS = (
@@ -111,7 +116,8 @@ OPERATORS: dict[str, Operator] = {op.name: op for op in [
              "Yadav et al. 2023 (TIES-Merging)", "dense",
              (Param("density", 0.2, "fraction of entries kept per adapter and module", _in_open01("density")),
               Param("sign", "total", "sign election: total (mass) or frequency",
-                    lambda v: None if v in ("total", "frequency") else f"sign must be total or frequency, got {v!r}"))),
+                    lambda v: None if v in ("total", "frequency") else f"sign must be total or frequency, got {v!r}"),
+              SIGN_ELECTION)),
     Operator("magnitude-prune", "top-density magnitude pruning per adapter and module, then the weighted sum",
              "PEFT add_weighted_adapter(combination_type='magnitude_prune')", "dense",
              (Param("density", 0.2, "fraction of entries kept per adapter and module", _in_open01("density")),)),
@@ -123,7 +129,7 @@ OPERATORS: dict[str, Operator] = {op.name: op for op in [
              (Param("drop_rate", 0.5, "probability of dropping an entry", _drop("drop_rate")),
               Param("sign", "total", "sign election: total or frequency",
                     lambda v: None if v in ("total", "frequency") else f"sign must be total or frequency, got {v!r}"),
-              SEED)),
+              SIGN_ELECTION, SEED)),
     Operator("sdp", "Stochastic Delta Pruning (a stage before any operator): seeded Bernoulli mask on each dW, "
              "survivor rescale, norm preservation", "SCALE-LoRA (method.md, SDP)", "stage",
              (Param("drop_rate", 0.5, "drop rate p", _drop("drop_rate")),

@@ -20,6 +20,8 @@ DEFAULT_VIEWS = ["retrieval", "balanced", "qa"]
 LOGO_SIGNALS = ("l2", "entropy")
 LOGO_VARIANTS = ("weighted", "uniform", "top1")
 SCALE_MERGERS = ("lasrc", "linear")
+CANDIDATE_SETS = ("local", "union")  # iLoRAComp: each support example's local list; union: global + local (option)
+SEARCH_RULES = ("lorahub", "linear")  # the composition inside the search: the factor rule (peers'), or linear
 
 
 class OptionError(ParameterError):
@@ -42,7 +44,9 @@ class MethodConfig:
     n_global: int = 20
     n_local: int = 20
     embedder: str | None = None
+    candidates: str = "local"  # instance-level rows: each cluster's candidates (iLoRAComp: the local 20)
     search: SearchConfig = field(default_factory=SearchConfig)
+    search_rule: str = "lorahub"  # composition inside the search: LoRAHub's and iLoRAComp's factor rule
     lorahub_k: int = 20
     lorahub_seed: int = 0
     retrieved: bool = False  # lorahub over the global retrieval list instead of a random draw
@@ -110,7 +114,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("n_global", "--global", "global candidates", "method.md: 20 (iLoRAComp)", _at_least_1),
     Option("n_local", "--local", "local candidates per support example", "method.md: 20 (iLoRAComp)", _at_least_1),
     Option("embedder", "--embedder", "embedder of the index (default: the index's)", "the index"),
-    Option("search", "--steps/--search-seed", "the support-set weight search", "method.md, Weight search"),
+    Option("candidates", "--candidates", "instance-level rows: a cluster's candidates (local, or union with global)",
+           "method.md: the local 20 (noname822/iLoraComp)", _one_of(CANDIDATE_SETS), control=True),
+    Option("search", "--steps/--search-seed/--search-loss", "the support-set weight search",
+           "method.md, Weight search (sail-sg/lorahub)"),
+    Option("search_rule", "--search-rule", "composition inside the search: lorahub (factor rule) or linear",
+           "method.md: the factor rule (sail-sg/lorahub, noname822/iLoraComp)", _one_of(SEARCH_RULES), control=True),
     Option("lorahub_k", "--lorahub-k", "lorahub: candidates drawn", "LoRAHub: 20", _at_least_1),
     Option("lorahub_seed", "--lorahub-seed", "lorahub: seed of the random draw", "LoRAHub"),
     Option("retrieved", "--retrieved", "lorahub over the global retrieval list", "method.md", control=True),

@@ -1,13 +1,17 @@
 """``lorahub``: LoRAHub's protocol (sail-sg/lorahub).
 
-20 candidates (a random draw with ``--lorahub-seed``, or the global retrieval list with ``--retrieved``),
-one weight search on the support set, LoRAHub's factor-space rule (``A = sum w A_n``, ``B = sum w B_n``).
+20 candidates (a random draw with ``--lorahub-seed``, kept in draw order, or the global retrieval list with
+``--retrieved``), one weight search of 40 steps on the support set (``lorahub/algorithm.py``,
+``lorahub_learning``), LoRAHub's factor-space rule (``A = sum w A_n``, ``B = sum w B_n``) inside the search and
+for the merge. LoRAHub reports the mean of 5 draws: ``scalectl eval --method lorahub --seeds 1,2,3,4,5`` runs
+them and ``scalectl audit seeds --method lorahub`` averages them.
 """
 
 from __future__ import annotations
 
 import random
 
+from ..search import one_stage
 from .base import RETRIEVAL_OPTIONS, GroupMethod
 from .plan import Group, cached_search, new_plan, retrieve_for, support_dicts, timed_search
 
@@ -24,7 +28,7 @@ class LoraHub(GroupMethod):
         if cfg.retrieved:
             return [n for n, _ in retrieve_for(ctx, cfg, plan, task, queries).global_candidates][: cfg.lorahub_k]
         rng = random.Random(cfg.lorahub_seed)
-        cands = sorted(rng.sample(names, min(cfg.lorahub_k, len(names))), key=names.index)
+        cands = rng.sample(names, min(cfg.lorahub_k, len(names)))  # draw order: the search probes them in it
         if len(names) < cfg.lorahub_k:
             plan.notes.append(f"pool has {len(names)} adapters, fewer than {cfg.lorahub_k}: using all")
         return cands
@@ -34,7 +38,10 @@ class LoraHub(GroupMethod):
         plan.seconds["retrieval"] = 0.0
         cands = self.candidates(ctx, cfg, plan, task, queries)
         with timed_search(plan):
-            res = cached_search(ctx, cands, support_dicts(task), cfg.search, "lorahub", progress)
+            res = cached_search(ctx, cands, support_dicts(task), cfg.search, "lorahub", progress,
+                                one_stage(cfg.search.steps))
+        if res.warning:
+            plan.notes.append(res.warning)
         plan.groups.append(Group("global", "lorahub", cands, res.weights, list(range(len(queries))),
                                  res.support_loss, res))
         return plan

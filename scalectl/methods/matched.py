@@ -1,13 +1,18 @@
 """The rows matched to iLoRAComp: one class, configured per row (like mergekit's generalized task arithmetic).
 
-``ilc`` (iLoRAComp, noname822/iLoraComp): global + local retrieval; each support example j is a cluster
-with candidates ``union(global, local_j)`` (global first); one weight search per cluster on the support
-set; each query is routed to its nearest support example and decoded with that cluster's merge.
+``ilc`` (iLoRAComp, noname822/iLoraComp ``code/iLoraCamp_main.py``): each support example j is a cluster
+whose candidates are its local list (the 20 adapters most similar to it; ``--candidates union`` adds the
+global list first, an option); each cluster's weights are searched on the whole support set in two stages
+(30 steps from 0, then 10 from stage 1's result) with LoRAHub's factor rule, and each query is routed to its
+most similar support example and decoded with that cluster's factor-rule merge. (iLoRAComp's public code
+sorts ascending, so it takes the 20 least similar adapters and routes to the least similar example; that
+bug is documented in method.md and not copied.)
 
 Every other row keeps exactly ``ilc``'s retrieval, clusters, support set, searched weights and routing;
-only the merge of each routed cluster changes: ``lasrc`` (the matched comparison), and the operator
-controls ``ties``, ``dare-linear``, ``dare-ties`` (operator defaults: TIES density 0.2, DARE drop 0.5
-seed 42) and ``sdp+lasrc`` (drops at ``--sdp`` with seed ``--seed``).
+only the merge of each routed cluster changes: ``ilc-linear`` (the LASRC anchor, ``linear``), ``lasrc``
+(the matched comparison), and the operator controls ``ties``, ``dare-linear``, ``dare-ties`` (PEFT's
+defaults here: TIES density 0.2, DARE drop 0.5 seed 42) and ``sdp+lasrc`` (drops at ``--sdp`` with seed
+``--seed``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..search import two_stage
 from .base import RETRIEVAL_OPTIONS, GroupMethod
 from .plan import Group, cached_search, new_plan, retrieve_for, support_dicts, timed_search
 
@@ -26,18 +32,34 @@ class Cluster:
     search: Any  # search.SearchResult
 
 
+def cluster_candidates(cfg, retrieval, j: int) -> list[str]:
+    """Support example j's candidates: its local list, or with ``candidates="union"`` the global list then it."""
+    local = [n for n, _ in retrieval.local_candidates[j]]
+    if cfg.candidates == "union":
+        return list(dict.fromkeys([n for n, _ in retrieval.global_candidates] + local))
+    return local
+
+
+def search_cluster(ctx, cfg, plan, cands: list[str], support, progress):
+    """One cluster's weight search as iLoRAComp runs it: two stages, the configured rule; a budget warning goes
+    into the plan's notes."""
+    res = cached_search(ctx, cands, support, cfg.search, cfg.search_rule, progress, two_stage(cfg.search.steps))
+    if res.warning and res.warning not in plan.notes:
+        plan.notes.append(res.warning)
+    return res
+
+
 def clusters(ctx, cfg, plan, task, queries, progress, view: str | None = None):
     """iLoRAComp's clusters for one task: retrieval on ``view``, then one weight search per support example
-    over ``union(global, local_j)``. Returns (retrieval, clusters); the plan records both stages' time."""
+    over its candidates. Returns (retrieval, clusters); the plan records both stages' time."""
     ctx.names()
     retrieval = retrieve_for(ctx, cfg, plan, task, queries, view)
     support = support_dicts(task)
     out = []
     with timed_search(plan):
         for j in range(len(support)):
-            cands = list(dict.fromkeys([n for n, _ in retrieval.global_candidates]
-                                       + [n for n, _ in retrieval.local_candidates[j]]))
-            out.append(Cluster(j, cands, cached_search(ctx, cands, support, cfg.search, "linear", progress)))
+            cands = cluster_candidates(cfg, retrieval, j)
+            out.append(Cluster(j, cands, search_cluster(ctx, cfg, plan, cands, support, progress)))
     return retrieval, out
 
 
@@ -76,19 +98,23 @@ class Matched(GroupMethod):
         return plan
 
 
-_REF = "noname822/iLoraComp (retrieval, clusters, routing)"
+_REF = "noname822/iLoraComp (local retrieval, clusters, two-stage factor-rule search, routing)"
+ILC_OPTIONS = RETRIEVAL_OPTIONS + ("candidates", "search_rule")
+ILC = Matched("ilc", "iLoRAComp: per-support-example clusters, routed, factor-rule merge", _REF, ILC_OPTIONS,
+              compose_with="lorahub")
 METHODS = [
-    Matched("ilc", "iLoRAComp: per-support-example clusters, routed, linear merge", _REF, RETRIEVAL_OPTIONS,
-            compose_with="linear"),
+    ILC,
+    Matched("ilc-linear", "ilc's clusters and weights, merged with linear (the LASRC anchor)", _REF + "; linear",
+            ILC_OPTIONS, compose_with="linear"),
     Matched("lasrc", "ilc's clusters and weights, merged with LASRC", _REF + "; SCALE-LoRA, LASRC",
-            RETRIEVAL_OPTIONS + ("merger_params",), merger_params=True, compose_with="lasrc"),
-    Matched("ties", "ilc's clusters and weights, merged with TIES", _REF + "; PEFT merge_utils.ties",
-            RETRIEVAL_OPTIONS, compose_with="ties"),
+            ILC_OPTIONS + ("merger_params",), merger_params=True, compose_with="lasrc"),
+    Matched("ties", "ilc's clusters and weights, merged with TIES", _REF + "; PEFT utils/merge_utils.py ties",
+            ILC_OPTIONS, compose_with="ties"),
     Matched("dare-linear", "ilc's clusters and weights, merged with DARE (linear)",
-            _REF + "; PEFT merge_utils.dare_linear", RETRIEVAL_OPTIONS, compose_with="dare-linear"),
-    Matched("dare-ties", "ilc's clusters and weights, merged with DARE-TIES", _REF + "; PEFT merge_utils.dare_ties",
-            RETRIEVAL_OPTIONS, compose_with="dare-ties"),
+            _REF + "; PEFT utils/merge_utils.py dare_linear", ILC_OPTIONS, compose_with="dare-linear"),
+    Matched("dare-ties", "ilc's clusters and weights, merged with DARE-TIES",
+            _REF + "; PEFT utils/merge_utils.py dare_ties", ILC_OPTIONS, compose_with="dare-ties"),
     Matched("sdp+lasrc", "ilc's clusters and weights, SDP then LASRC", _REF + "; SCALE-LoRA, SDP + LASRC",
-            RETRIEVAL_OPTIONS + ("merger_params", "sdp_rate", "sdp_seed"), seed_key="sdp_seed", merger_params=True,
+            ILC_OPTIONS + ("merger_params", "sdp_rate", "sdp_seed"), seed_key="sdp_seed", merger_params=True,
             compose_with="sdp+lasrc", sdp=True),
 ]

@@ -103,11 +103,11 @@ def retrieve_for(ctx, cfg, plan: TaskPlan, task, queries, view: str | None = Non
 # --- weight searches, cached ------------------------------------------------------------------------------------
 
 
-def search_cache_key(ctx, names: list[str], support, cfg: SearchConfig, rule: str) -> str:
+def search_cache_key(ctx, names: list[str], support, cfg: SearchConfig, rule: str, stages: list[int]) -> str:
     """sha256 of everything a weight search depends on: backbone, rule, search config, each candidate's
     weights (sha256), and the support examples' text. Equal keys give equal searches (seeded, deterministic)."""
     sha = ctx.sha256()
-    blob = json.dumps({"base": ctx.bb.base.canonical, "rule": rule, "search": sorted(vars(cfg).items()),
+    blob = json.dumps({"base": ctx.bb.base.canonical, "rule": rule, "stages": stages, "search": sorted(vars(cfg).items()),
                        "candidates": [[n, sha.get(n)] for n in names],
                        "support": [[s["input"], str(s["target"])] for s in support]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -121,10 +121,13 @@ def disk_cache_dir():
     return home() / "cache" / "search"
 
 
-def cached_search(ctx, names: list[str], support, cfg: SearchConfig, rule: str, progress: Progress) -> SearchResult:
-    """A weight search over ``names`` on ``support``, cached in the run's context and on disk. A cached result
-    keeps its original ``seconds`` and says ``cached``; a damaged cache entry is searched again and rewritten."""
-    key = search_cache_key(ctx, names, support, cfg, rule)
+def cached_search(ctx, names: list[str], support, cfg: SearchConfig, rule: str, progress: Progress,
+                  stages: list[int] | None = None) -> SearchResult:
+    """A weight search over ``names`` on ``support`` (``stages``: steps per stage, default one stage), cached in the
+    run's context and on disk. A cached result keeps its original ``seconds`` and says ``cached``; a damaged cache
+    entry is searched again and rewritten."""
+    stages = list(stages or [cfg.steps])
+    key = search_cache_key(ctx, names, support, cfg, rule, stages)
     if key in ctx.searches:
         return ctx.searches[key]
     d = disk_cache_dir()
@@ -137,13 +140,16 @@ def cached_search(ctx, names: list[str], support, cfg: SearchConfig, rule: str, 
         except (ValueError, TypeError):
             res = None
     if res is None:
-        res = search_weights(ctx.bb, ctx.factors(names), support, cfg, rule=rule, progress=progress)
+        res = search_weights(ctx.bb, ctx.factors(names), support, cfg, rule=rule, progress=progress, stages=stages)
         if path is not None:
             from ..fsutil import atomic_file
 
             with atomic_file(path) as f:
                 json.dump(res.to_dict(), f)
     ctx.searches[key] = res
+    if res.warning and res.warning not in ctx.warned:
+        ctx.warned.add(res.warning)
+        progress.log(f"warning: {res.warning}")
     return res
 
 
@@ -166,8 +172,9 @@ def timed_search(plan: TaskPlan):
 
 
 def compose_deltas(ctx, names: list[str], weights: list[float], merger: str,
-                   params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The composed update of ``names`` with ``weights`` under ``merger``, per module (float32)."""
+                   params: dict[str, Any] | None = None, notes: list[str] | None = None) -> dict[str, Any]:
+    """The composed update of ``names`` with ``weights`` under ``merger``, per module (float32); the operator's
+    warnings (e.g. TIES with negative weights) go into ``notes``."""
     import torch
 
     from ..compose import compose_inputs, load_inputs
@@ -177,13 +184,15 @@ def compose_deltas(ctx, names: list[str], weights: list[float], merger: str,
     if all(w == 0 for w in weights):
         return {m: torch.zeros_like(inp.factors[0].delta(m)) for m in inp.modules}
     comp = compose_inputs(inp, weights, resolve_merger(merger, params))
+    if notes is not None:
+        notes += [w for w in comp.warnings if w not in notes]
     return {m: comp.delta(m).to(torch.float32) for m in inp.modules}
 
 
-def group_deltas(ctx, g: Group) -> dict[str, Any]:
+def group_deltas(ctx, g: Group, notes: list[str] | None = None) -> dict[str, Any]:
     if g.deltas is not None:
         return g.deltas
-    return compose_deltas(ctx, g.candidates, g.weights, g.merger, g.params)
+    return compose_deltas(ctx, g.candidates, g.weights, g.merger, g.params, notes)
 
 
 def decode_plan(ctx, plan: TaskPlan, queries, decoding, prog: Progress, support_enc=None) -> list[str]:
@@ -212,7 +221,7 @@ def decode_plan(ctx, plan: TaskPlan, queries, decoding, prog: Progress, support_
                                  decoding.batch_size, on_batch=advance)
         else:
             tc = time.perf_counter()
-            deltas = group_deltas(ctx, g)
+            deltas = group_deltas(ctx, g, plan.notes)
             compose_s += time.perf_counter() - tc
             with merged_weights(bb.model, deltas):
                 res = generate_greedy(bb, prompts, max_new_tokens=decoding.max_new_tokens,

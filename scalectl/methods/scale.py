@@ -21,8 +21,8 @@ from ..errors import EvalError
 from ..runrecords import QueryRecord, ViewAnswer, ViewsPlanSummary, ViewsRecord
 from ..tasks import bbh
 from .base import RETRIEVAL_OPTIONS, Method, TaskOutput, UnitOutput
-from .matched import Cluster, clusters, routed_groups
-from .plan import cached_search, decode_plan, new_plan, retrieve_for, support_dicts, timed_search
+from .matched import Cluster, cluster_candidates, clusters, routed_groups, search_cluster
+from .plan import decode_plan, new_plan, retrieve_for, support_dicts, timed_search
 from .routing import softmax_neg
 
 AGGREGATIONS = ("support", "uniform", "best-view", "oracle")  # oracle uses query labels
@@ -98,10 +98,8 @@ class Scale(Method):
             for j in range(len(support)):
                 if j not in retrieval.routes:
                     continue  # no query is decoded on this cluster
-                n = len(dict.fromkeys([n for n, _ in retrieval.global_candidates]
-                                      + [n for n, _ in retrieval.local_candidates[j]]))
-                cands = rng.sample(names, n)
-                found.append(Cluster(j, cands, cached_search(ctx, cands, support, cfg.search, "linear", progress)))
+                cands = rng.sample(names, len(cluster_candidates(cfg, retrieval, j)))
+                found.append(Cluster(j, cands, search_cluster(ctx, cfg, plan, cands, support, progress)))
         return retrieval, found
 
     def view_plan(self, ctx, cfg, task, queries, view, progress):
@@ -209,5 +207,6 @@ def _derive_run(reg, run, recs: list[QueryRecord], how: str) -> str:
 
 METHODS = [Scale("scale", "SCALE-LoRA: multi-view SDP + LASRC, answers weighted by support loss",
                  "SCALE-LoRA (seeds/), method.md SCALE",
-                 RETRIEVAL_OPTIONS + ("views", "sdp_rate", "sdp_seed", "scale_merger", "random_views", "merger_params",
-                                      "temperature"), seed_key="sdp_seed", merger_params=True)]
+                 RETRIEVAL_OPTIONS + ("candidates", "search_rule", "views", "sdp_rate", "sdp_seed", "scale_merger",
+                                      "random_views", "merger_params", "temperature"),
+                 seed_key="sdp_seed", merger_params=True)]
