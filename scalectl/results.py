@@ -48,7 +48,8 @@ class Row:
 ROWS: list[Row] = [
     Row("zero-shot", "Zero-shot", "zero-shot", "-"),
     Row("lorahub", "LoRAHub", "lorahub", "factor rule, global"),
-    Row("ilc", "iLoRAComp", "ilc", "linear"),
+    Row("ilc", "iLoRAComp", "ilc", "factor rule, local"),
+    Row("ilc-linear", "iLoRAComp-linear", "ilc-linear", "linear (LASRC's anchor)"),
     Row("lmix-fr", "LMix-FR", "lmix-fr", "hard route"),
     Row("lmix-sr", "LMix-SR", "lmix-sr", "soft route"),
     Row("lasrc", "LASRC", "lasrc", "residual"),
@@ -199,7 +200,7 @@ def _search_seconds(run: dict[str, Any]) -> float:
 
 
 # LMix-FR picks one of ilc's clusters by support loss and LMix-SR mixes them all: both need every cluster search
-SEARCHES_OF = {"lmix-fr": "ilc", "lmix-sr": "ilc"}
+SEARCHES_OF = {"lmix-fr": "ilc", "lmix-sr": "ilc"}  # (ilc-linear and the operator rows reuse ilc's searches too)
 
 
 def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, Any]:
@@ -477,7 +478,8 @@ def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, l
     L += ["## What happened", ""] + [f"- {s}" for s in findings(res)] + [""]
     L += ["## Table 1: matched reuse", "",
           "Retrieval, support set, weight search, decoding and scoring fixed; only the composition changes.", ""]
-    L += table(("zero-shot", "lorahub", "ilc", "lmix-fr", "lmix-sr", "lasrc"), head, line, ("ilc", "zero-shot"))
+    L += table(("zero-shot", "lorahub", "ilc", "ilc-linear", "lmix-fr", "lmix-sr", "lasrc"), head, line,
+               ("ilc", "zero-shot"))
     L += ["## Table 2: merge-operator controls", "",
           "ilc's retrieval, clusters and searched weights; each cluster merged with the operator's defaults "
           "(TIES density .2; DARE drop .5, seed 42).", ""]
@@ -489,7 +491,7 @@ def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, l
         return [r.title, r.operator, _pt(x["macro"]), vi[0], pair(x["vs_lasrc"])[0], vi[1], vi[2],
                 f"{same[k]}/{res['n_queries']}" if k in same else "-"]
 
-    L += table(("ilc", "ties", "dare-ties", "dare-linear", "lasrc"),
+    L += table(("ilc", "ilc-linear", "ties", "dare-ties", "dare-linear", "lasrc"),
                ["Method", "Operator", "Avg EM", "vs iLC", "vs LASRC", "flips vs iLC", "p", "outputs = iLC"], t2,
                ("ilc", "lasrc"))
     L += ["## Table 3: sparsity and SCALE", "", "Cost is decoded prediction paths per query relative to one view.", ""]

@@ -194,6 +194,7 @@ class QueryRecord(Stored):
 class GroupSummary(Stored):
     """One decoding path of a task: its merge, candidates, searched weights and the queries routed to it."""
 
+    OPTIONAL = ("geometry",)
     label: str
     merger: str
     params: Optional[dict[str, Any]]
@@ -202,6 +203,7 @@ class GroupSummary(Stored):
     queries: int
     support_loss: Optional[float]
     search: Optional[dict[str, Any]]  # a search.SearchResult as stored (history included)
+    geometry: Optional[list[dict[str, Any]]] = None  # LASRC rows: per block overlap, alpha, guarded, res_ratio
 
 
 @dataclass

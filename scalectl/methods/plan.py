@@ -42,11 +42,13 @@ class Group:
     example_weights: Any = None  # logo: (n_queries, K) branch weights
     params: dict[str, Any] | None = None  # merger parameters (scale: the sdp stage)
     view_loss: float | None = None  # scale: support cross-entropy under this group's composed update
+    geometry: list[dict[str, Any]] | None = None  # LASRC's per-block statistics of the composed update
 
     def summary(self) -> GroupSummary:
         return GroupSummary(label=self.label, merger=self.merger, params=self.params, candidates=self.candidates,
                             weights=[round(w, 6) for w in self.weights], queries=len(self.queries),
-                            support_loss=self.support_loss, search=self.search.to_dict() if self.search else None)
+                            support_loss=self.support_loss, search=self.search.to_dict() if self.search else None,
+                            geometry=self.geometry or None)
 
 
 @dataclass
@@ -171,10 +173,15 @@ def timed_search(plan: TaskPlan):
 # --- composing and decoding a plan ------------------------------------------------------------------------------
 
 
+GEOMETRY_KEYS = ("block", "overlap", "alpha", "guarded", "res_ratio", "retained")  # what a merge's block rows keep
+
+
 def compose_deltas(ctx, names: list[str], weights: list[float], merger: str,
-                   params: dict[str, Any] | None = None, notes: list[str] | None = None) -> dict[str, Any]:
+                   params: dict[str, Any] | None = None, notes: list[str] | None = None,
+                   geometry: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The composed update of ``names`` with ``weights`` under ``merger``, per module (float32); the operator's
-    warnings (e.g. TIES with negative weights) go into ``notes``."""
+    warnings (e.g. TIES with negative weights) go into ``notes``, and LASRC's per-block statistics (overlap,
+    alpha, whether the norm guard fired, the residual norm ratio, adapters retained) into ``geometry``."""
     import torch
 
     from ..compose import compose_inputs, load_inputs
@@ -186,13 +193,16 @@ def compose_deltas(ctx, names: list[str], weights: list[float], merger: str,
     comp = compose_inputs(inp, weights, resolve_merger(merger, params))
     if notes is not None:
         notes += [w for w in comp.warnings if w not in notes]
+    if geometry is not None:
+        geometry += [{k: b[k] for k in GEOMETRY_KEYS if k in b} for b in comp.blocks if "alpha" in b]
     return {m: comp.delta(m).to(torch.float32) for m in inp.modules}
 
 
 def group_deltas(ctx, g: Group, notes: list[str] | None = None) -> dict[str, Any]:
     if g.deltas is not None:
         return g.deltas
-    return compose_deltas(ctx, g.candidates, g.weights, g.merger, g.params, notes)
+    g.geometry = []
+    return compose_deltas(ctx, g.candidates, g.weights, g.merger, g.params, notes, g.geometry)
 
 
 def decode_plan(ctx, plan: TaskPlan, queries, decoding, prog: Progress, support_enc=None) -> list[str]:
