@@ -122,7 +122,7 @@ def test_report_markdown_renders_a_partial_page(world, llama_base, tmp_path):
     head = text.split("## Setup")[0]
     fill = f"scalectl report --markdown {out} --tasks mix_a,mix_b --limit 3 --pool tiny"
     assert "Partial page" in head and f"`{fill}`" in head
-    assert "14 of 15 rows" in head and "(`ilc`)" in head and "LoRAHub (`lorahub`)" in head and "(`zero-shot`)" not in head
+    assert "15 of 16 rows" in head and "(`ilc`)" in head and "LoRAHub (`lorahub`)" in head and "(`zero-shot`)" not in head
     assert "Tasks: 2 BBH tasks (mix_a, mix_b)" in text  # both tasks are on the page, for the one row
     assert "| Zero-shot |" in text
     for row in results.ROWS:
@@ -136,11 +136,11 @@ def test_report_markdown_renders_a_partial_page(world, llama_base, tmp_path):
     assert "None of this table's rows has finished" in text.split("## Table 2")[1].split("## Table 3")[0]
     # the CLI's summary says it in one line
     lines = [x for x in r.stderr.splitlines() if "Partial page" in x]
-    assert len(lines) == 1 and "14 of 15 rows" in lines[0] and fill in lines[0]
+    assert len(lines) == 1 and "15 of 16 rows" in lines[0] and fill in lines[0]
     # --json says the same; a second row fills in, and a task only one row finished is named as missing
     js = json.loads(runner.invoke(app, common + ["--no-run", "--json"]).stdout)
     assert js["complete"] is False and js["tasks"] == ["bbh/mix_a", "bbh/mix_b"] and js["missing_tasks"] == []
-    assert "zero-shot" not in js["missing_rows"] and len(js["missing_rows"]) == 14 and js["fill_command"] == fill
+    assert "zero-shot" not in js["missing_rows"] and len(js["missing_rows"]) == 15 and js["fill_command"] == fill
     assert js["rows"]["zero-shot"]["vs_ilc"] is None and js["rows"]["zero-shot"]["vs_zero_shot"]["delta"] == 0
     r2 = runner.invoke(app, common[:4] + ["mix_a"] + common[5:] + ["--rows", "ilc", "--json"])
     assert r2.exit_code == 0, (r2.stdout, r2.stderr)
@@ -150,7 +150,7 @@ def test_report_markdown_renders_a_partial_page(world, llama_base, tmp_path):
     assert js["tasks"] == ["bbh/mix_a"] and js["missing_tasks"] == ["bbh/mix_b"] and set(js["rows"]) == {"zero-shot", "ilc"}
     assert js["rows"]["ilc"]["vs_zero_shot"] is not None and js["rows"]["zero-shot"]["vs_ilc"] is not None
     text = out.read_text()
-    assert "1 of 2 tasks (mix_b: 1 of 15 rows finished)" in text.split("## Setup")[0]
+    assert "1 of 2 tasks (mix_b: 1 of 16 rows finished)" in text.split("## Setup")[0]
     assert "Not complete yet: mix_b." in text
 
 
