@@ -16,7 +16,6 @@ And functions over registry runs:
 - :func:`paired`: runs aligned by (task, query_id) against one baseline, every statistic above per run.
 - :func:`compare_runs`: the flips of one run against a baseline per task (``scalectl runs compare``).
 - :func:`seeds`: the spread of one method's macro accuracy across its done runs (search / SDP seeds).
-- :func:`export`: the replication bundle (``records.jsonl`` + ``runs.json``), written atomically.
 - :func:`views`: a SCALE run's single views, aggregations, the label-based oracle and its headroom, path cost.
 - :func:`ablations`: LASRC ablation runs (one switch each) against the run with no switch on the same queries.
 - :func:`calibration`: support loss vs view accuracy (Pearson, Spearman) and the coverage-risk curve of the
@@ -27,12 +26,9 @@ And functions over registry runs:
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
-import hashlib
 import json
 import math
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -379,7 +375,7 @@ def resolve_run(reg, spec: str, role: str = "run", pool: str | None = None) -> t
     raise EvalError(f"no run or method {spec!r} for the {role}" + (f" on pool {pool!r}" if pool else "") + hint)
 
 
-def _split(specs: str | Sequence[str] | None) -> list[str]:
+def split_specs(specs: str | Sequence[str] | None) -> list[str]:
     if specs is None:
         return []
     if isinstance(specs, str):
@@ -392,7 +388,7 @@ def resolve_runs(reg, specs: str | Sequence[str] | None, pool: str | None = None
     notes :func:`resolve_run` gives when a method name picked one of several runs."""
     runs: list[dict[str, Any]] = []
     notes: list[str] = []
-    for s in _split(specs):
+    for s in split_specs(specs):
         r, note = resolve_run(reg, s, pool=pool)
         if note:
             notes.append(note)
@@ -504,7 +500,7 @@ def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bo
         raise EvalError(f"--samples must be at least 1, got {n_samples}")
     if not 0 < level < 1:
         raise EvalError(f"the interval level must be in (0, 1), got {level}")
-    task_filter = _split(tasks) or None
+    task_filter = split_specs(tasks) or None
     notes: list[str] = []
     base, note = resolve_run(reg, baseline, role="baseline", pool=pool)
     if note:
@@ -722,71 +718,6 @@ def seeds(reg, method: str, label: str | None = None) -> dict[str, Any]:
     if len(rows) > 1 and len(set(map(str, seeds_seen))) < len(rows):
         notes.append("some runs share a seed; their difference is not seed variance")
     return {"method": method, "label": label, "runs": rows, "summary": summary, "notes": notes}
-
-
-def export(reg, run_ids: Sequence[str] | str | None, out_dir: str | Path, force: bool = False) -> dict[str, Any]:
-    """Write the replication bundle of some runs to ``out_dir``, atomically (a temp dir renamed into place).
-
-    ``records.jsonl``: every record of the chosen runs, one JSON object a line, each with its ``run_id``.
-    ``runs.json``: ``{"scalectl_version", "exported", "records": {file, n, sha256}, "runs": [each run's id, kind,
-    method, label, status, base model, config, summary, ...]}``.
-
-    Args:
-        reg: the registry.
-        run_ids: ids, unique prefixes or method names (comma-separated string works); empty: every done run.
-        out_dir: the bundle directory; it must not exist or be empty unless ``force``.
-        force: replace an existing non-empty ``out_dir``.
-
-    Returns:
-        ``{"out", "runs": [{run, method, label, status, n_records}], "n_records", "records_sha256"}``.
-
-    Raises:
-        EvalError: an unknown run, a run still running, no runs, an existing non-empty ``out_dir`` without force.
-    """
-    from . import __version__
-
-    out = Path(out_dir)
-    specs = _split(run_ids)
-    if specs:
-        runs = []
-        for s in specs:
-            r, _ = resolve_run(reg, s)
-            if r["id"] not in {x["id"] for x in runs}:
-                runs.append(r)
-    else:
-        runs = reg.runs(status="done")
-        if not runs:
-            raise EvalError("no done runs to export")
-    running = [r for r in runs if r["status"] == "running"]
-    if running:
-        raise EvalError(f"run {describe(running[0])} is still running; export it when it is done or failed")
-    if out.exists() and not out.is_dir():
-        raise EvalError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise EvalError(f"{out} exists and is not empty; pass --force to replace it")
-    from .fsutil import atomic_dir
-
-    with atomic_dir(out, overwrite=True) as tmp:
-        h = hashlib.sha256()
-        counts = []
-        with open(tmp / "records.jsonl", "w", encoding="utf-8") as f:
-            for r in runs:
-                recs = reg.records(r["id"])
-                counts.append(len(recs))
-                for rec in recs:
-                    line = json.dumps({"run_id": r["id"], **{k: v for k, v in rec.items() if k != "run_id"}},
-                                      ensure_ascii=False, default=str) + "\n"
-                    h.update(line.encode("utf-8"))
-                    f.write(line)
-        n_records = sum(counts)
-        meta = {"scalectl_version": __version__,
-                "exported": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "records": {"file": "records.jsonl", "n": n_records, "sha256": h.hexdigest()},
-                "runs": [{**r, "n_records": n} for r, n in zip(runs, counts)]}
-        (tmp / "runs.json").write_text(json.dumps(meta, indent=2, default=str, ensure_ascii=False) + "\n", encoding="utf-8")
-    return {"out": str(out), "n_records": n_records, "records_sha256": h.hexdigest(),
-            "runs": [{"run": r["id"], "method": r["method"], "label": r.get("label"), "status": r["status"], "n_records": n}
-                     for r, n in zip(runs, counts)]}
 
 
 # ---------------------------------------------------------------- SCALE views (method.md, "SCALE: multi-view reliability")
@@ -1063,7 +994,7 @@ def ablations(reg, runs: Sequence[str] | str | None = None) -> dict[str, Any]:
         EvalError: a named run that is not done or uses no lasrc merger; no lasrc run at all.
     """
     notes: list[str] = []
-    specs = _split(runs)
+    specs = split_specs(runs)
     done = reg.runs(status="done")
     settings = {}
     for r in done:

@@ -581,6 +581,24 @@ class Registry:
         with self.transaction() as db:
             db["records"].insert_all(rows, replace=True)
 
+    RUN_COLUMNS = ("id", "kind", "method", "label", "status", "base_model", "config", "summary", "error", "created",
+                   "finished", "scalectl_version")
+
+    def import_runs(self, runs: list[dict[str, Any]], records: dict[str, list[dict[str, Any]]]) -> None:
+        """Add finished runs as another registry (a bundle) recorded them: rows and records kept as they were, in
+        one transaction (all or nothing)."""
+        rows = [{k: (json.dumps(r.get(k), default=str) if k in ("config", "summary") and r.get(k) is not None
+                     else r.get(k)) for k in self.RUN_COLUMNS} for r in runs]
+        with self.transaction() as db:
+            if rows:
+                db["runs"].insert_all(rows)
+            for r in runs:
+                recs = [{**{k: v for k, v in x.items() if k != "run_id"}, "run_id": r["id"],
+                         "extra": json.dumps(x["extra"]) if x.get("extra") is not None else None}
+                        for x in records.get(r["id"], [])]
+                if recs:
+                    db["records"].insert_all(recs)
+
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
         with self.transaction() as db:
             db["runs"].update(run_id, {"status": status, "summary": json.dumps(summary, default=str) if summary else None,

@@ -20,7 +20,6 @@ only where both sides are on the page ('-' and the reason elsewhere). The tables
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,17 +198,62 @@ def _search_seconds(run: dict[str, Any]) -> float:
     return max(sum(seen.values()), wall)
 
 
+def _groups(run: dict[str, Any]) -> list[Any]:
+    """Every composed group of a run's plans (SCALE: of every view), typed (runrecords.GroupSummary)."""
+    from .audit import run_plans
+
+    out = []
+    for p in run_plans(run).values():
+        for vp in (list(p.views.values()) if isinstance(p, ViewsPlanSummary) else [p]):
+            out += list(vp.groups or [])
+    return out
+
+
+ZERO_WEIGHT = 1e-3  # |w| at or below this: the search left the weight at 0 (as audit.ZERO_WEIGHT)
+GEOMETRY_ROWS = ("ilc", "lasrc", "sdp+lasrc@0.5", "scale")
+
+
+def geometry(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The composition geometry behind a row's merges over its runs: the searched weights' spread (K per cluster,
+    share left at 0, mean and largest |w|) and, for LASRC merges, per block the overlap of the weighted updates,
+    alpha, how often alpha sat at the floor and how often the norm guard fired."""
+    groups = [g for r in runs for g in _groups(r)]
+    w = np.array([abs(x) for g in groups for x in g.weights], dtype=float)
+    if not groups or not w.size:
+        return None
+    out: dict[str, Any] = {"groups": len(groups), "k": float(np.mean([len(g.weights) for g in groups])),
+                           "zero_share": float((w <= ZERO_WEIGHT).mean()), "mean_abs_w": float(w.mean()),
+                           "max_abs_w": float(w.max())}
+    from .merge.table import resolve_merger
+
+    blocks, floors = [], []
+    for g in groups:
+        if g.geometry:
+            p = resolve_merger(g.merger, g.params).params
+            blocks += g.geometry
+            floors += [0.0 if p.get("no_floor") else float(p["floor"])] * len(g.geometry)
+    if blocks:
+        alpha = np.array([float(b["alpha"]) for b in blocks])
+        out.update(blocks=len(blocks), overlap=float(np.mean([float(b["overlap"]) for b in blocks])),
+                   alpha_median=float(np.median(alpha)), alpha_max=float(alpha.max()),
+                   at_floor=float((alpha <= np.array(floors) + 1e-9).mean()),
+                   guarded=float(np.mean([bool(b.get("guarded")) for b in blocks])))
+    return out
+
+
 # LMix-FR picks one of ilc's clusters by support loss and LMix-SR mixes them all: both need every cluster search
 SEARCHES_OF = {"lmix-fr": "ilc", "lmix-sr": "ilc"}  # (ilc-linear and the operator rows reuse ilc's searches too)
 
 
-def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, Any]:
+def collect(reg, tasks: list[str], limit: int | None, pool: str, pool_info: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
     """Every finished row's records and costs over the tasks that all of them finished.
 
     The page is one rectangle, rows x tasks, every row on it finished on every task on it (the paired statistics
     need the same queries). Rows are taken in table order, zero-shot (the baseline) first: a row is on the page
     when it finished at least one of the tasks the page has so far, which then narrow to those. Rows and tasks
-    left out are listed (``missing_rows``, ``missing_tasks``); with every row on every task the page is complete."""
+    left out are listed (``missing_rows``, ``missing_tasks``); with every row on every task the page is complete.
+    ``pool_info`` (``{"adapters", "ranks"}``, from a bundle) describes the pool when the registry lacks it."""
     runs = reg.runs(kind="eval", status="done")
     found: dict[str, dict[str, dict[str, Any]]] = {r.key: {} for r in ROWS}
     for t in tasks:
@@ -249,7 +293,11 @@ def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, An
             cost["retrieval"] += float(pc.retrieval_seconds or 0.0)
             cost["paths"] = float(pc.paths_per_query or 1.0)
             cost["rss_mb"] = max(cost["rss_mb"], float(pc.peak_rss_mb or 0.0))
-        data["rows"][r.key] = {"records": recs, "cost": cost, "runs": run_ids}
+        data["rows"][r.key] = {"records": recs, "cost": cost, "runs": run_ids,
+                               "geometry": geometry([found[r.key][t] for t in complete])
+                               if r.key in GEOMETRY_ROWS else None}
+        data["finished"] = max([data.get("finished") or ""] + [str(found[r.key][t].get("finished") or "")
+                                                              for t in complete])
     if complete:
         from .audit import run_plans
 
@@ -263,11 +311,13 @@ def collect(reg, tasks: list[str], limit: int | None, pool: str) -> dict[str, An
                 data["embedder"] = (retrieval or {}).get("embedder")
                 if data["embedder"]:
                     break
-    from .index import candidate_rows
+    if pool_info is None:
+        from .index import candidate_rows
 
-    rows = candidate_rows(reg, pool)  # the pool's own adapters, not compositions written into it
-    ranks = sorted({int(r["r"]) for r in rows if r.get("r")})
-    data["pool_desc"] = f"{len(rows)} adapters" + (f", rank {'/'.join(map(str, ranks))}" if ranks else "")
+        rows = candidate_rows(reg, pool)  # the pool's own adapters, not compositions written into it
+        pool_info = {"adapters": len(rows), "ranks": sorted({int(r["r"]) for r in rows if r.get("r")})}
+    ranks = pool_info.get("ranks") or []
+    data["pool_desc"] = f"{pool_info['adapters']} adapters" + (f", rank {'/'.join(map(str, ranks))}" if ranks else "")
     return data
 
 
@@ -422,15 +472,16 @@ def findings(res: dict[str, Any]) -> list[str]:
 
 
 def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, limit: int | None,
-           requested: list[str]) -> str:
+           requested: list[str], source: str | None = None) -> str:
     from .backbone import DEFAULT_BASE, resolve_base, same_base
 
     rows = res["rows"]
     settings = (data.get("config") or RunConfig()).other  # the decoding settings the runs stored
     embedded = bool(data.get("base_model")) and same_base(resolve_base(DEFAULT_BASE).canonical, data["base_model"])
+    finished = str(data.get("finished") or "")[:16].replace("T", " ")
     L = ["# Results on record", "",
-         f"Generated {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `{command}` from the "
-         "query records in the registry; every number below is computed from those records.", ""]
+         f"Rendered by `{command}` from the query records of runs finished by {finished} UTC; every number below "
+         "is computed from those records" + (f" ({source})." if source else "."), ""]
     m = missing(data, command)
     if m:  # said first, plainly: what is not on this page and the command that fills it in
         L += ["> " + missing_text(m, len(requested)), ""]
@@ -447,10 +498,14 @@ def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, l
           "- Queries: " + (f"the first {limit} queries of each task" if limit else "every query") +
           f" after the support set, {res['n_queries']} in all. Support: 5 examples per task "
           "(`examples[10:15]`), the only labels any method sees (except the oracle row).",
-          "- Protocol: method.md's defaults: 20 global + 20 local candidates (balanced view; index embedder "
-          f"`{data.get('embedder')}`), "
-          "40-step NGOpt weight search on the support loss, normalized exact match. LoRAHub draws 20 adapters "
-          "at random (seed 0). SCALE uses views retrieval, balanced, qa with SDP .5 (seed 42) + LASRC.",
+          "- Protocol: method.md's defaults, each row as its peer's code computes it. LoRAHub: 20 adapters drawn at "
+          "random (seed 0, in draw order), one 40-step NGOpt search (LoRAHub's parametrization, loss and factor "
+          "rule). iLoRAComp and every row matched to it (iLoRAComp-linear, LMix, LASRC, the operator controls, "
+          "SDP+LASRC): one cluster per support example over its 20 local candidates (balanced view; index embedder "
+          f"`{data.get('embedder')}`), weights searched in two stages (30 + 10 steps, the factor rule), each "
+          "query routed to its most similar support example; only the merge differs. LoGo: the whole pool, "
+          "top 20 per query. SCALE: views retrieval, balanced, qa, each as iLoRAComp, then SDP .5 (seed 42) + "
+          "LASRC. Normalized exact match.",
           "- Statistics: flips are incorrect-to-correct / correct-to-incorrect / unchanged; p is the two-sided "
           "paired sign-flip permutation test (10,000 samples); CI is the task-stratified bootstrap 95% interval of "
           "the macro difference (10,000 resamples), in points.", ""]
@@ -509,6 +564,7 @@ def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, l
                                 "p vs iLC", "95% CI vs iLC"], t3, ("lasrc", "ilc"))
     L += ["## Table 4: every row, paired against iLoRAComp and zero-shot", ""]
     L += table(ROW_KEYS, head, line, ("ilc", "zero-shot"))
+    L += geometry_section(rows)
     L += ["## Path cost in seconds", "",
           "Summed over the tasks. Search is the weight-search time as first measured, counted for every row that "
           "needs it (ilc and its matched variants share searches through the search cache; a method run alone "
@@ -540,6 +596,28 @@ def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, l
     return "\n".join(L)
 
 
+def geometry_section(rows: dict[str, Any]) -> list[str]:
+    """Why LASRC did or did not move away from its anchor: the searched weights and LASRC's per-block statistics."""
+    keys = [k for k in GEOMETRY_ROWS if k in rows and rows[k].get("geometry")]
+    if not keys:
+        return []
+    L = ["## Composition geometry", "",
+         "The searched weights behind each merge (K candidates per cluster; the share of weights the search left "
+         "at 0) and, for LASRC merges, per block: the overlap of the weighted updates (0: mutually orthogonal, "
+         "near 1: they repeat each other), the residual weight alpha (the anchor is alpha = 0), how often alpha "
+         "sat at its floor, and how often the norm guard fired. With little overlap and alpha at the floor, LASRC "
+         "is its linear anchor.", ""]
+    fmt = lambda g, k, f="{:.2f}": f.format(g[k]) if k in g else "-"  # noqa: E731
+    body = [[row(k).title, str(rows[k]["geometry"]["groups"]), f"{rows[k]['geometry']['k']:.1f}",
+             f"{100 * rows[k]['geometry']['zero_share']:.0f}%", fmt(rows[k]["geometry"], "mean_abs_w"),
+             fmt(rows[k]["geometry"], "max_abs_w"), fmt(rows[k]["geometry"], "overlap", "{:.3f}"),
+             fmt(rows[k]["geometry"], "alpha_median", "{:.3f}"), fmt(rows[k]["geometry"], "alpha_max", "{:.3f}"),
+             fmt(rows[k]["geometry"], "at_floor", "{:.0%}"), fmt(rows[k]["geometry"], "guarded", "{:.0%}")]
+            for k in keys]
+    return L + _table(["Method", "Clusters", "K", "w = 0", "mean abs w", "max abs w", "Overlap", "alpha median",
+                       "alpha max", "alpha at floor", "guard fired"], body) + [""]
+
+
 def missing(data: dict[str, Any], command: str) -> dict[str, Any] | None:
     """What a partial page lacks: the rows and the tasks not on it, and the command that runs them; None when the
     page is complete (every row on every requested task)."""
@@ -563,17 +641,19 @@ def missing_text(m: dict[str, Any], n_tasks: int) -> str:
             f"`{m['command']}` runs what is missing and rewrites the page.")
 
 
-def write_markdown(reg, out: str | Path, tasks: list[str], limit: int | None, pool: str, command: str) -> dict[str, Any]:
+def write_markdown(reg, out: str | Path, tasks: list[str], limit: int | None, pool: str, command: str,
+                   pool_info: dict[str, Any] | None = None, source: str | None = None) -> dict[str, Any]:
+    """Render the page from the finished runs in ``reg`` (``source``: where they came from, said on the page)."""
     from .fsutil import atomic_file
 
-    data = collect(reg, tasks, limit, pool)
+    data = collect(reg, tasks, limit, pool, pool_info)
     if not data["tasks"]:
         # a page without a single number would only replace a page that has some: refuse, write nothing
         raise EvalError(f"nothing is finished yet: no row has a finished run on the {len(tasks)} requested task(s) with "
                         + (f"--limit {limit}" if limit else "every query") + f" on pool {pool!r}, so no page was written; "
                         f"`{command}` runs them")
     res = compute(data)
-    text = render(res, data, command, pool, limit, tasks)
+    text = render(res, data, command, pool, limit, tasks, source)
     with atomic_file(out, encoding="utf-8") as f:
         f.write(text)
     res["tasks"] = data["tasks"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 
 import numpy as np
@@ -377,9 +378,9 @@ def test_export_bundle(reg, two, tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert res["n_records"] == 20 and [x["run"] for x in res["runs"]] == [b, m]
-    assert sorted(p.name for p in out.iterdir()) == ["records.jsonl", "runs.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["records.jsonl.gz", "runs.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "export.csv", "home"]  # no temp dir left
-    lines = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in gzip.decompress((out / "records.jsonl.gz").read_bytes()).decode().splitlines()]
     assert len(lines) == 20 and {x["run_id"] for x in lines} == {b, m}
     assert {(x["task"], x["query_id"], x["correct"]) for x in lines if x["run_id"] == m} == {
         (t, f"q{i}", c) for t, cs in METH_C.items() for i, c in enumerate(cs)}
@@ -392,7 +393,30 @@ def test_export_bundle(reg, two, tmp_path):
     _fails(cli("export", "--runs", b, "--out", str(out)), "not empty", "--force")
     r = cli("export", "--runs", b, "--out", str(out), "--force")
     assert r.exit_code == 0, r.output
-    assert len((out / "records.jsonl").read_text().splitlines()) == 10
+    assert len(gzip.decompress((out / "records.jsonl.gz").read_bytes()).decode().splitlines()) == 10
+    first = (out / "records.jsonl.gz").read_bytes()
+    assert cli("export", "--runs", b, "--out", str(out), "--force").exit_code == 0
+    assert (out / "records.jsonl.gz").read_bytes() == first  # the same runs give the same bytes (no gzip timestamp)
     running = make_run(reg, "logo", METH_C, status="running")
     _fails(cli("export", "--runs", running, "--out", str(tmp_path / "b2")), "still running")
     assert not (tmp_path / "b2").exists()
+
+
+def test_import_bundle_keeps_what_is_there_and_refuses_a_tampered_one(reg, two, tmp_path, monkeypatch):
+    b, m = two
+    out = tmp_path / "bundle"
+    assert cli("export", "--runs", f"{b},{m}", "--out", str(out)).exit_code == 0
+    monkeypatch.setenv("SCALECTL_HOME", str(tmp_path / "other-home"))
+    r = runner.invoke(app, ["audit", "import", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["imported"] == 2
+    again = runner.invoke(app, ["audit", "import", str(out), "--json"])
+    assert json.loads(again.stdout) == {**json.loads(r.stdout), "imported": 0, "kept": 2}
+    other = Registry()
+    assert [x["id"] for x in other.runs()] == [b, m] and len(other.records(m)) == 10
+    assert other.run(m)["summary"]["macro_accuracy"] == 0.5
+    meta = json.loads((out / "runs.json").read_text())
+    meta["records"]["sha256"] = "0" * 64
+    (out / "runs.json").write_text(json.dumps(meta))
+    r = runner.invoke(app, ["audit", "import", str(out)])
+    assert r.exit_code == 1 and "does not match the sha256" in r.stderr

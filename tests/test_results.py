@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,3 +166,21 @@ def test_report_markdown_no_run_with_nothing_finished_is_one_error_and_writes_no
     assert "\n" not in err and err.startswith("error: nothing is finished yet")
     assert "no page was written" in err and f"scalectl report --markdown {out} --tasks mix_a --limit 3 --pool tiny" in err
     assert not out.exists()
+
+
+def test_committed_page_is_the_render_of_the_committed_bundle(tmp_path, monkeypatch):
+    """docs/results.md is exactly what `scalectl report --markdown docs/results.md --from docs/results ...` renders
+    from the committed bundle alone: anyone with a clone can recompute every number on it."""
+    import re
+    import shlex
+
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "results.md").read_text(encoding="utf-8")
+    command = re.search(r"Rendered by `(scalectl report [^`]+)`", page).group(1)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "results").symlink_to(root / "docs" / "results")
+    monkeypatch.chdir(tmp_path)  # the same relative paths as the page names
+    args = shlex.split(command)[2:] + ["--from", "docs/results"]
+    r = runner.invoke(app, ["report", *args])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "docs" / "results.md").read_text(encoding="utf-8") == page

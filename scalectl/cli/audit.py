@@ -147,21 +147,42 @@ def seeds_cmd(
 EXPORT_CSV = ["run", "method", "label", "status", "n_records"]
 
 
+@app.command("import")
+def import_cmd(
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by `scalectl audit export`.", file_okay=False)],
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a bundle's runs and records to the registry (runs already there are kept): audit them here, or resume a
+    results sweep (`scalectl report --markdown`) from a committed bundle."""
+    from .. import report
+    from ..bundle import load_into, read
+    from ..registry import Registry
+
+    b = read(bundle)
+    res = {"bundle": str(bundle), "runs": len(b.runs), **load_into(Registry(), b)}
+    if as_json:
+        report.emit_json(res)
+    else:
+        report.info(f"{bundle}: {res['imported']} run(s) imported, {res['kept']} already in the registry")
+
+
 @app.command("export")
 def export_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="The bundle directory (records.jsonl, runs.json).", file_okay=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The bundle directory (records.jsonl.gz, runs.json).", file_okay=False)],
     runs: Annotated[Optional[str], typer.Option("--runs", help="Comma-separated run ids / method names. Default: every done run.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing non-empty --out.")] = False,
     as_json: JsonOpt = False,
     csv_path: CsvOpt = None,
     wide: WideOpt = False,
 ) -> None:
-    """Write a replication bundle: every record of the runs (records.jsonl) and their configs and summaries (runs.json)."""
+    """Write a replication bundle: every record of the runs (records.jsonl.gz) and their configs and summaries (runs.json)."""
     from .. import report
-    from ..audit import export
+    from ..audit import split_specs
+    from ..bundle import export, select_runs
     from ..registry import Registry
 
-    res = export(Registry(), runs, out, force=force)
+    reg = Registry()
+    res = export(reg, select_runs(reg, split_specs(runs)), out, force=force)
     if csv_path is not None:
         write_csv(csv_path, res["runs"], EXPORT_CSV)
     if as_json:
@@ -171,7 +192,7 @@ def export_cmd(
                                    report.Col("label", "label", 2, "id", min_width=12), report.Col("status", "status", 1),
                                    report.Col("n_records", "records", 1)],
                      title=f"exported {len(res['runs'])} runs to {res['out']}",
-                     caption=f"{res['n_records']} records, records.jsonl sha256 {res['records_sha256'][:16]}...")
+                     caption=f"{res['n_records']} records, their sha256 {res['records_sha256'][:16]}...")
     if csv_path is not None:
         report.info(f"wrote {csv_path}")
 

@@ -20,6 +20,7 @@ def report_cmd(
     limit: Annotated[Optional[int], typer.Option("--limit", help="--markdown: the first N queries of each task.")] = None,
     rows: Annotated[Optional[str], typer.Option("--rows", help="--markdown: run only these rows (comma list); the page shows whatever has finished and names what is missing.")] = None,
     no_run: Annotated[bool, typer.Option("--no-run", help="--markdown: only render from finished runs (a partial page names what is missing); run nothing.")] = False,
+    from_bundle: Annotated[Optional[Path], typer.Option("--from", help="--markdown: render from this bundle (scalectl audit export) alone, with no registry; runs nothing.", file_okay=False)] = None,
     ray: Annotated[Optional[str], typer.Option("--ray", help="--markdown: fan the missing runs out over Ray: an ADDRESS, or 'local' for a local Ray instance.")] = None,
     ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", help="CPUs (workers) of a local Ray instance (default: all cores).")] = None,
     bbh_dir: Annotated[Optional[str], typer.Option("--bbh-dir", envvar="SCALECTL_BBH_DIR", help="Directory of BBH <task>.json files.")] = None,
@@ -41,8 +42,11 @@ def report_cmd(
     if (html_out is None) == (markdown_out is None):
         raise ScalectlError("give one of --html PAGE or --markdown PAGE")
     if markdown_out is not None:
-        _markdown(markdown_out, tasks, limit, pool or "smollm2-skills", rows, no_run, ray, ray_workers, bbh_dir, base, device,
-                  as_json)
+        if from_bundle is not None:
+            _markdown_from(markdown_out, from_bundle, tasks, limit, pool or "smollm2-skills", bbh_dir, as_json)
+        else:
+            _markdown(markdown_out, tasks, limit, pool or "smollm2-skills", rows, no_run, ray, ray_workers, bbh_dir, base,
+                      device, as_json)
         return
     from ..html_report import write_report
     from ..registry import Registry
@@ -72,7 +76,6 @@ def report_cmd(
 def _markdown(out: Path, tasks: str, limit: Optional[int], pool: str, rows: Optional[str], no_run: bool, ray: Optional[str],
               ray_workers: Optional[int], bbh_dir: Optional[str], base: Optional[str], device: Optional[str],
               as_json: bool) -> None:
-    import shlex
     import sys
 
     from .. import report, results
@@ -87,8 +90,7 @@ def _markdown(out: Path, tasks: str, limit: Optional[int], pool: str, rows: Opti
     for k in keys or []:
         results.row(k)
     reg = Registry()
-    command = "scalectl report --markdown " + shlex.quote(str(out)) + f" --tasks {shlex.quote(tasks)}" + \
-        (f" --limit {limit}" if limit else "") + f" --pool {shlex.quote(pool)}"
+    command = _page_command(out, tasks, limit, pool)
     if not no_run:
         results.prepare_pool(reg, pool, log=report.info if not as_json else None)
         todo = results.missing_jobs(reg, names, limit, pool, keys)
@@ -100,6 +102,37 @@ def _markdown(out: Path, tasks: str, limit: Optional[int], pool: str, rows: Opti
                                 on_done=None if as_json else lambda r, t, res: report.info(
                                     f"{r.key} on {t}: EM {100 * res.macro_accuracy:.1f} ({res.run_id})"))
     res = results.write_markdown(reg, out, names, limit, pool, command)
+    _summary(res, names, as_json)
+
+
+def _page_command(out: Path, tasks: str, limit: Optional[int], pool: str) -> str:
+    """The command a page says it was made with (and that runs what it lacks)."""
+    import shlex
+
+    return "scalectl report --markdown " + shlex.quote(str(out)) + f" --tasks {shlex.quote(tasks)}" + \
+        (f" --limit {limit}" if limit else "") + f" --pool {shlex.quote(pool)}"
+
+
+def _markdown_from(out: Path, bundle_dir: Path, tasks: str, limit: Optional[int], pool: str, bbh_dir: Optional[str],
+                   as_json: bool) -> None:
+    """The results page rendered from a bundle alone (a throwaway registry holds its runs)."""
+    import tempfile
+
+    from .. import bundle, results
+    from ..tasks import bbh
+
+    names = [t.name for t in bbh.load_tasks(tasks, bbh_dir)]
+    b = bundle.read(bundle_dir)
+    with tempfile.TemporaryDirectory(prefix="scalectl-bundle-") as tmp:
+        reg = bundle.open_registry(b, tmp)
+        res = results.write_markdown(reg, out, names, limit, pool, _page_command(out, tasks, limit, pool),
+                                     pool_info=b.pools.get(pool), source=f"the bundle `{bundle_dir.as_posix()}`, read alone")
+    _summary(res, names, as_json)
+
+
+def _summary(res, names: list[str], as_json: bool) -> None:
+    from .. import report, results
+
     if as_json:
         report.emit_json(results.summary_json(res))
         return
