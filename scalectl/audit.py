@@ -1304,6 +1304,52 @@ def _merger_of(run: dict[str, Any]) -> str | None:
     return merger_of(cfg.get("method_config"))
 
 
+def run_groups(run: dict[str, Any], task: str | None = None) -> list[GroupSummary]:
+    """Every composed group of a run's plans (of one task; SCALE: of every view), typed."""
+    out: list[GroupSummary] = []
+    for t, p in run_plans(run).items():
+        if task is None or t == task:
+            for vp in (list(p.views.values()) if isinstance(p, ViewsPlanSummary) else [p]):
+                out += list(vp.groups or [])
+    return out
+
+
+def composition_geometry(groups: list[GroupSummary]) -> dict[str, Any] | None:
+    """The composition geometry behind some merges: the searched weights' spread (K per cluster, the share left at
+    0, mean and largest |w|) and, for LASRC merges, per block the overlap of the weighted updates, alpha, how often
+    alpha sat at the floor and how often the norm guard fired."""
+    w = np.array([abs(x) for g in groups for x in g.weights], dtype=float)
+    if not groups or not w.size:
+        return None
+    out: dict[str, Any] = {"groups": len(groups), "k": float(np.mean([len(g.weights) for g in groups])),
+                           "zero_share": float((w <= ZERO_WEIGHT).mean()), "mean_abs_w": float(w.mean()),
+                           "max_abs_w": float(w.max())}
+    from .merge.table import resolve_merger
+
+    blocks, floors = [], []
+    for g in groups:
+        if g.geometry:
+            p = resolve_merger(g.merger, g.params).params  # the floor each block's alpha had
+            blocks += g.geometry
+            floors += [0.0 if p.get("no_floor") else float(p["floor"])] * len(g.geometry)
+    if blocks:
+        alpha = np.array([float(b["alpha"]) for b in blocks])
+        out.update(blocks=len(blocks), overlap=float(np.mean([float(b["overlap"]) for b in blocks])),
+                   alpha_median=float(np.median(alpha)), alpha_max=float(alpha.max()),
+                   at_floor=float((alpha <= np.array(floors) + 1e-9).mean()),
+                   guarded=float(np.mean([bool(b.get("guarded")) for b in blocks])))
+    return out
+
+
+def geometry(reg, run: str) -> dict[str, Any]:
+    """The composition geometry of one run, per task and over all of them (:func:`composition_geometry`)."""
+    r, note = resolve_run(reg, run)
+    require_done([r])
+    one = {t: composition_geometry(run_groups(r, t)) for t in run_plans(r)}
+    return {"run": r["id"], "method": r["method"], "label": r.get("label"), "all": composition_geometry(run_groups(r)),
+            "tasks": {t: g for t, g in one.items() if g}, "notes": [note] if note else []}
+
+
 def _uses_sdp(run: dict[str, Any]) -> bool:
     for p in run_plans(run).values():
         for vp in (p.views if isinstance(p, ViewsPlanSummary) else {}).values():

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .audit import composition_geometry, run_groups
 from .errors import EvalError
 from .runid import config_of
 from .runrecords import PlanSummary, QueryRecord, RunConfig, RunRecord, ViewsPlanSummary, load_records
@@ -198,47 +199,7 @@ def _search_seconds(run: dict[str, Any]) -> float:
     return max(sum(seen.values()), wall)
 
 
-def _groups(run: dict[str, Any]) -> list[Any]:
-    """Every composed group of a run's plans (SCALE: of every view), typed (runrecords.GroupSummary)."""
-    from .audit import run_plans
-
-    out = []
-    for p in run_plans(run).values():
-        for vp in (list(p.views.values()) if isinstance(p, ViewsPlanSummary) else [p]):
-            out += list(vp.groups or [])
-    return out
-
-
-ZERO_WEIGHT = 1e-3  # |w| at or below this: the search left the weight at 0 (as audit.ZERO_WEIGHT)
-GEOMETRY_ROWS = ("ilc", "lasrc", "sdp+lasrc@0.5", "scale")
-
-
-def geometry(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The composition geometry behind a row's merges over its runs: the searched weights' spread (K per cluster,
-    share left at 0, mean and largest |w|) and, for LASRC merges, per block the overlap of the weighted updates,
-    alpha, how often alpha sat at the floor and how often the norm guard fired."""
-    groups = [g for r in runs for g in _groups(r)]
-    w = np.array([abs(x) for g in groups for x in g.weights], dtype=float)
-    if not groups or not w.size:
-        return None
-    out: dict[str, Any] = {"groups": len(groups), "k": float(np.mean([len(g.weights) for g in groups])),
-                           "zero_share": float((w <= ZERO_WEIGHT).mean()), "mean_abs_w": float(w.mean()),
-                           "max_abs_w": float(w.max())}
-    from .merge.table import resolve_merger
-
-    blocks, floors = [], []
-    for g in groups:
-        if g.geometry:
-            p = resolve_merger(g.merger, g.params).params
-            blocks += g.geometry
-            floors += [0.0 if p.get("no_floor") else float(p["floor"])] * len(g.geometry)
-    if blocks:
-        alpha = np.array([float(b["alpha"]) for b in blocks])
-        out.update(blocks=len(blocks), overlap=float(np.mean([float(b["overlap"]) for b in blocks])),
-                   alpha_median=float(np.median(alpha)), alpha_max=float(alpha.max()),
-                   at_floor=float((alpha <= np.array(floors) + 1e-9).mean()),
-                   guarded=float(np.mean([bool(b.get("guarded")) for b in blocks])))
-    return out
+GEOMETRY_ROWS = ("ilc", "lasrc", "sdp+lasrc@0.5", "scale")  # the rows whose merges the geometry table explains
 
 
 # LMix-FR picks one of ilc's clusters by support loss and LMix-SR mixes them all: both need every cluster search
@@ -294,7 +255,7 @@ def collect(reg, tasks: list[str], limit: int | None, pool: str, pool_info: dict
             cost["paths"] = float(pc.paths_per_query or 1.0)
             cost["rss_mb"] = max(cost["rss_mb"], float(pc.peak_rss_mb or 0.0))
         data["rows"][r.key] = {"records": recs, "cost": cost, "runs": run_ids,
-                               "geometry": geometry([found[r.key][t] for t in complete])
+                               "geometry": composition_geometry([g for t in complete for g in run_groups(found[r.key][t])])
                                if r.key in GEOMETRY_ROWS else None}
         data["finished"] = max([data.get("finished") or ""] + [str(found[r.key][t].get("finished") or "")
                                                               for t in complete])

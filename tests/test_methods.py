@@ -406,3 +406,21 @@ def test_lorahub_seeds_sweep_the_draw(tiny_bbh, llama_base, indexed):
     r = runner.invoke(app, ["audit", "seeds", "--method", "lorahub", "--json"])
     assert r.exit_code == 0, r.output
     assert sorted(s["seed"] for s in json.loads(r.stdout)["runs"]) == [1, 2, 3]
+
+
+def test_audit_geometry_shows_why_lasrc_moved_or_not(tiny_bbh, llama_base, indexed):
+    res = run_eval("tiny_mix", reg=indexed, base=str(llama_base), pool="tiny", bbh_dir=str(tiny_bbh), limit=4,
+                   method=MethodConfig(method="lasrc", n_global=2, n_local=2,
+                                       search=SearchConfig(steps=6, init=0.3, l1=0.0)))
+    groups = indexed.run(res.run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
+    assert all(len(g["geometry"]) == 2 for g in groups)  # the tiny Llama's two blocks, per composed group
+    r = runner.invoke(app, ["audit", "geometry", "--run", "lasrc", "--json"])
+    assert r.exit_code == 0, r.output
+    g = json.loads(r.stdout)["tasks"]["bbh/tiny_mix"]
+    assert g["groups"] == len(groups) and g["blocks"] == 2 * len(groups)
+    assert 0 <= g["overlap"] <= 1 and 0.05 - 1e-9 <= g["alpha_median"] <= 0.5 + 1e-9 and 0 <= g["at_floor"] <= 1
+    w = [abs(x) for grp in groups for x in grp["weights"]]
+    assert g["max_abs_w"] == pytest.approx(max(w)) and g["k"] == pytest.approx(sum(map(len, (x["weights"] for x in groups)))
+                                                                               / len(groups))
+    table = runner.invoke(app, ["audit", "geometry", "--run", "lasrc"])
+    assert table.exit_code == 0 and "composition geometry" in table.output

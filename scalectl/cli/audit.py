@@ -391,6 +391,48 @@ def compat_cmd(
     _wrote(png)
 
 
+# ---------------------------------------------------------------- geometry
+
+GEOMETRY_CSV = ["task", "groups", "k", "zero_share", "mean_abs_w", "max_abs_w", "blocks", "overlap", "alpha_median",
+                "alpha_max", "at_floor", "guarded"]
+
+
+@app.command("geometry")
+def geometry_cmd(
+    run: Annotated[str, typer.Option("--run", "-r", help="A run id (or prefix), label, method name or METHOD[key=value].")] = "lasrc",
+    as_json: JsonOpt = False,
+    csv_path: CsvOpt = None,
+    wide: WideOpt = False,
+) -> None:
+    """The composition geometry behind a run's merges, per task: the searched weights' spread and, for LASRC, each block's overlap, alpha, floor and guard. Why LASRC did or did not move away from its linear anchor."""
+    from .. import report
+    from ..audit import geometry
+    from ..registry import Registry
+
+    res = geometry(Registry(), run)
+    rows = [{"task": t.split("/")[-1], **g} for t, g in res["tasks"].items()]
+    if res["all"]:
+        rows.append({"task": "all", **res["all"]})
+    if csv_path is not None:
+        write_csv(csv_path, rows, GEOMETRY_CSV)
+    if as_json:
+        report.emit_json(res)
+    else:
+        fmt = lambda r, k, f: f.format(r[k]) if r.get(k) is not None else "-"  # noqa: E731
+        report.table([{"task": r["task"], "groups": r["groups"], "k": fmt(r, "k", "{:.1f}"),
+                       "zero": fmt(r, "zero_share", "{:.0%}"), "w": fmt(r, "mean_abs_w", "{:.2f}"),
+                       "overlap": fmt(r, "overlap", "{:.3f}"), "alpha": fmt(r, "alpha_median", "{:.3f}"),
+                       "floor": fmt(r, "at_floor", "{:.0%}"), "guard": fmt(r, "guarded", "{:.0%}")} for r in rows],
+                     [report.Col("task", "task", 0, "task"), report.Col("groups", "clusters", 2), ("k", "K"),
+                      ("zero", "w = 0"), report.Col("w", "mean |w|", 1), ("overlap", "overlap"),
+                      ("alpha", "alpha median"), report.Col("floor", "alpha at floor", 1), report.Col("guard", "guard", 2)],
+                     title=f"{res['method']}: composition geometry (run {res['run']})",
+                     caption="overlap 0: the weighted updates are mutually orthogonal; alpha 0 is the linear anchor")
+    for n in res["notes"]:
+        report.info(n)
+    _wrote(csv_path)
+
+
 # ---------------------------------------------------------------- errors
 
 ERRORS_CSV = ["category", "decided", "count", "share", "undecided", "rule"]
