@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import EvalError, ParameterError
-from .methods import Decoding, MethodConfig, TaskOutput, UnitOutput
+from .methods import BASE_ONLY, Decoding, MethodConfig, TaskOutput, UnitOutput
 from .methods import get as get_method
 from .progress import Progress, ensure
 from .runrecords import SCHEMA, PathCost, PlanSummary, QueryRecord, RunConfig, RunSummary, ViewsPlanSummary
@@ -249,7 +249,7 @@ def _run_config(req: RunRequest, bb, task_objs, plan, comp) -> dict[str, Any]:
         "extractor": "first option letter on option tasks, else first line (separate metric)",
         "versions": _versions(),
     }
-    method = "zero-shot" if req.base_only else (mcfg.method if mcfg is not None else comp.method)
+    method = BASE_ONLY.name if req.base_only else (mcfg.method if mcfg is not None else comp.method)
     return RunConfig(tasks=[t.name for t in task_objs], method=method, schema=SCHEMA, method_config=method_config,
                      composition=comp.config if comp else None, limit=req.limit,
                      support_ids={t.name: [e.id for e in t.support] for t in task_objs},

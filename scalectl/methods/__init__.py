@@ -29,8 +29,9 @@ from .config import DEFAULT_VIEWS, OPTION, OPTIONS, MethodConfig, Option, Option
 
 FAMILIES = (zero_shot, lorahub, matched, routing, logo, scale)
 METHODS: dict[str, Method] = {m.name: m for fam in FAMILIES for m in fam.METHODS}
+BASE_ONLY = next(m for m in METHODS.values() if m.base_only)  # the method a base-only run is recorded as
 
-__all__ = ["DEFAULT_VIEWS", "FAMILIES", "METHODS", "OPTION", "OPTIONS", "Decoding", "Method", "MethodConfig",
+__all__ = ["BASE_ONLY", "DEFAULT_VIEWS", "FAMILIES", "METHODS", "OPTION", "OPTIONS", "Decoding", "Method", "MethodConfig",
            "Option", "OptionError", "TaskOutput", "UnitOutput", "get", "merger_of", "names"]
 
 
