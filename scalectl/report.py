@@ -20,17 +20,22 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _line(label: str, style: str, msg: Any) -> Text:
+    """A label and a message as plain text: user text in messages (names, tags, paths) is never read as markup."""
+    return Text.assemble((label, style), " ", str(msg)) if label else Text(str(msg))
+
+
 def error(msg: str) -> None:
     # One line: collapse newlines so scripts can grep it.
-    err_console.print(f"[bold red]error:[/] {' '.join(str(msg).split())}", highlight=False, soft_wrap=True)
+    err_console.print(_line("error:", "bold red", " ".join(str(msg).split())), highlight=False, soft_wrap=True)
 
 
 def warn(msg: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
+    err_console.print(_line("warning:", "yellow", msg), highlight=False, soft_wrap=True)
 
 
 def info(msg: str) -> None:
-    err_console.print(msg, highlight=False, soft_wrap=True)
+    err_console.print(_line("", "", msg), highlight=False, soft_wrap=True)
 
 
 def emit_json(obj: Any) -> None:
@@ -365,7 +370,7 @@ class RichProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.enabled = enabled
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        self._p = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                            TimeRemainingColumn(), console=err_console, transient=False, disable=not enabled)
         self._tasks: dict[str, Any] = {}
         self._started = False  # the bars start with the first one: a command that fails before it prints no blank line
@@ -398,7 +403,7 @@ class RichProgress:
 
     def log(self, message: str) -> None:
         if self.enabled:
-            self._p.console.print(message, highlight=False, soft_wrap=True)
+            self._p.console.print(Text(str(message)), highlight=False, soft_wrap=True)
 
 
 def eval_result(res: Any) -> None:

@@ -30,3 +30,23 @@ def test_error_text_in_brackets_is_not_taken_for_markup():
     # "[b]" is a rich tag; "pip install 'scalectl[ray]'" in the Ray Client error lost its "[ray]" the same way
     err = _one_line(runner.invoke(app, ["eval", "--method", "scale", "--seeds", "a[b]c"]))
     assert "got 'a[b]c'" in err
+
+
+def test_user_text_is_never_markup(adapter_copy, tmp_path):
+    """A tag, description or target like "[/x]" is shown as written by every command, never parsed as markup
+    (a closing tag with nothing open used to crash rich after the row was committed)."""
+    hostile = "[/x] [bold]b[/bold] [link=file:///etc]l[/link]"
+    src = adapter_copy(0, name="odd")
+    r = runner.invoke(app, ["pool", "add", str(src), "--pool", "p", "--tag", "[/x]", "--description", hostile])
+    assert r.exit_code == 0, r.output
+    for args in (["pool", "list", "--pool", "p"], ["pool", "show", "odd", "--pool", "p"], ["pool", "pools"],
+                 ["pool", "list", "--pool", "p", "--wide"], ["pool", "inspect", "odd", "--pool", "p"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0, (args, r.output)
+        assert "MarkupError" not in r.output
+    import json
+
+    shown = runner.invoke(app, ["pool", "show", "odd", "--pool", "p", "--json"])
+    assert json.loads(shown.stdout)["description"] == hostile
+    err = _one_line(runner.invoke(app, ["compose", "--adapters", "[/x],odd", "--pool", "p", "--out", str(tmp_path / "o")]))
+    assert "'[/x]'" in err

@@ -50,12 +50,11 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except ScalectlError as e:
-            from rich.markup import escape
-
             from .. import report
 
-            # messages are plain text: "pip install 'scalectl[ray]'" or a path with [brackets] is not rich markup
-            report.error(escape(str(e)))
+            # messages are plain text (report.error prints them as such): "pip install 'scalectl[ray]'" or a path
+            # with [brackets] is not rich markup
+            report.error(str(e))
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             from .. import report
