@@ -41,7 +41,13 @@ from .hub import HUB_PREFIX, is_hub_ref, parse_hub_ref, snapshot
 from .manifest import Manifest, ManifestEntry
 
 DEFAULT_POOL = "default"
-NAME_RE = re.compile(r"^[A-Za-z0-9][\w.+\-]*$")
+# ASCII only, the whole string (fullmatch: "$" alone would let a trailing newline through): no look-alikes
+NAME_RE = re.compile(r"[A-Za-z0-9][\w.+\-]*", re.ASCII)
+
+
+def valid_name(s: str) -> bool:
+    """An adapter or pool name: ASCII letters, digits, ``_ . + -``, starting with a letter or digit, nothing else."""
+    return isinstance(s, str) and NAME_RE.fullmatch(s) is not None
 JSON_COLS = ("rank_pattern", "alpha_pattern", "target_modules", "tags", "provenance")
 SIDECAR = "scalectl.json"  # optional metadata beside an adapter: description, source_task, tags, examples
 
@@ -233,6 +239,11 @@ class Registry:
             if "_migrations" not in db.table_names():
                 db["_migrations"].create({"name": str, "applied": str}, pk="name")
             done = {r["name"] for r in db["_migrations"].rows}
+            unknown = sorted(done - {name for name, _ in MIGRATIONS})
+            if unknown:  # written by a newer scalectl: its tables may mean things this version does not know
+                raise RegistryError(f"the registry {self.path} was written by a newer scalectl (schema "
+                                    f"{len(done)}, with migration {unknown[-1]!r}; this scalectl knows schema "
+                                    f"{len(MIGRATIONS)}): upgrade scalectl to use it")
             for name, fn in MIGRATIONS:
                 if name not in done:
                     fn(db)
@@ -394,12 +405,12 @@ class Registry:
             pool_description: str | None = None) -> AddResult:
         """Register candidates in one transaction: all of them, or (on any error) none."""
         pool = pool or DEFAULT_POOL
-        if not NAME_RE.match(pool):
+        if not valid_name(pool):
             raise RegistryError(f"invalid pool name {pool!r}: use letters, digits, '.', '_', '-', '+'")
         warnings: list[str] = []
         seen: set[str] = set()
         for c in candidates:
-            if not NAME_RE.match(c.name):
+            if not valid_name(c.name):
                 raise RegistryError(f"invalid adapter name {c.name!r}: use letters, digits, '.', '_', '-', '+'")
             if c.name in seen:
                 raise RegistryError(f"adapter name {c.name!r} appears twice in this call; give distinct names")

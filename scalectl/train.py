@@ -215,7 +215,7 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
 
     from .backbone import choose_base, load_backbone, resolve_base, same_base
     from .fsutil import atomic_dir
-    from .registry import NAME_RE, Registry
+    from .registry import Registry, valid_name
     from .tasks import skills
 
     prog = ensure(progress)
@@ -228,7 +228,7 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
         skill = skills.Skill(name=cfg.skill, description=description or cfg.skill, answer_format="records",
                              make=lambda rng: ("", ""))
     name = name or skill.name
-    if not NAME_RE.match(name):
+    if not valid_name(name):
         raise EvalError(f"invalid adapter name {name!r}: use letters, digits, '.', '_', '-', '+'")
     cfg.alpha = float(cfg.alpha if cfg.alpha is not None else 2 * cfg.rank)
     out = Path(out).expanduser() if out else paths.home() / "adapters" / (pool or DEFAULT_POOL) / name

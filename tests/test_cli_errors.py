@@ -50,3 +50,27 @@ def test_user_text_is_never_markup(adapter_copy, tmp_path):
     assert json.loads(shown.stdout)["description"] == hostile
     err = _one_line(runner.invoke(app, ["compose", "--adapters", "[/x],odd", "--pool", "p", "--out", str(tmp_path / "o")]))
     assert "'[/x]'" in err
+
+
+def test_a_registry_from_a_newer_scalectl_is_refused():
+    import sqlite3
+
+    from scalectl.registry import Registry
+
+    reg = Registry()
+    reg.db["_migrations"].insert({"name": "999_from_the_future", "applied": "2031-01-01"})
+    path = reg.path
+    reg.close()
+    err = _one_line(runner.invoke(app, ["pool", "list"]))
+    assert "written by a newer scalectl" in err and "999_from_the_future" in err and "upgrade scalectl" in err
+    assert sqlite3.connect(path).execute("select count(*) from _migrations where name like '999%'").fetchone() == (1,)
+
+
+def test_look_alike_names_are_refused(adapter_copy):
+    src = adapter_copy(0, name="plain")
+    for name in ("plain\n", "plain\t", "pl\u0430in", " plain"):  # a trailing newline, a tab, a Cyrillic a, a space
+        err = _one_line(runner.invoke(app, ["pool", "add", str(src), "--pool", "p", "--name", name]))
+        assert "name" in err
+    for pool in ("p\n", "p\u0456"):
+        _one_line(runner.invoke(app, ["pool", "add", str(src), "--pool", pool]))
+    assert runner.invoke(app, ["pool", "add", str(src), "--pool", "p", "--name", "plain"]).exit_code == 0
