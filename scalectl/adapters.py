@@ -110,6 +110,7 @@ class AdapterInfo:
     pickle: bool
     extra_tensors: list[str] = field(default_factory=list)
     sha256: str | None = None
+    config_sha256: str | None = None  # adapter_config.json decides the scaling: it is hashed like the weights
 
     @property
     def scaling(self) -> float:
@@ -289,6 +290,7 @@ def inspect_adapter(path: str | os.PathLike, allow_pickle: bool = False, hash_fi
         pickle=is_pickle,
         extra_tensors=extra,
         sha256=sha256_file(weight_file) if hash_file else None,
+        config_sha256=sha256_file(path / CONFIG_NAME) if hash_file else None,
     )
 
 

@@ -45,6 +45,19 @@ DEFAULT_POOL = "default"
 NAME_RE = re.compile(r"[A-Za-z0-9][\w.+\-]*", re.ASCII)
 
 
+def _config_changed(row: dict[str, Any]) -> str | None:
+    """How a registered adapter's ``adapter_config.json`` differs from registration (None: unchanged or not
+    recorded, as in rows registered before config hashes were kept)."""
+    want = row.get("config_sha256")
+    if not want or not row.get("path"):
+        return None
+    cfg = Path(row["path"]) / "adapter_config.json"
+    if not cfg.is_file():
+        return f"{cfg} no longer exists"
+    got = sha256_file(cfg)
+    return None if got == want else f"{cfg} changed after registration (sha256 {got[:12]}... != {want[:12]}...)"
+
+
 def valid_name(s: str) -> bool:
     """An adapter or pool name: ASCII letters, digits, ``_ . + -``, starting with a letter or digit, nothing else."""
     return isinstance(s, str) and NAME_RE.fullmatch(s) is not None
@@ -118,10 +131,16 @@ def _m003_embeddings(db) -> None:
     db.execute("CREATE INDEX idx_embeddings_pool_view ON embeddings (pool, view)")
 
 
+def _m004_config_sha256(db) -> None:
+    # adapter_config.json decides behaviour (lora_alpha, r, rank_pattern): its sha256 is recorded and verified too
+    db.execute("ALTER TABLE adapters ADD COLUMN config_sha256 TEXT")
+
+
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_initial", _m001_initial),
     ("002_runs", _m002_runs),
     ("003_embeddings", _m003_embeddings),
+    ("004_config_sha256", _m004_config_sha256),
 ]
 
 
@@ -471,8 +490,8 @@ class Registry:
                 "use_dora": int(i.use_dora), "fan_in_fan_out": int(i.fan_in_fan_out),
                 "target_modules": json.dumps(i.target_modules), "n_modules": len(i.modules),
                 "n_blocks": len(i.blocks), "dtype": i.dtype, "weight_file": str(i.weight_file.resolve()),
-                "sha256": i.sha256, "size_bytes": i.size_bytes, "pickle": int(i.pickle),
-                "verified": _now(), "verify_status": "ok",
+                "sha256": i.sha256, "config_sha256": i.config_sha256, "size_bytes": i.size_bytes,
+                "pickle": int(i.pickle), "verified": _now(), "verify_status": "ok",
             })
         else:  # remote: what the manifest declares
             r, alpha = f.get("r"), f.get("lora_alpha")
@@ -507,9 +526,12 @@ class Registry:
                 results.append(VerifyResult(row["pool"], row["name"], "missing", f"{wf} does not exist"))
                 continue
             got = sha256_file(wf)
+            changed = _config_changed(row)
             if got != row["sha256"]:
                 results.append(VerifyResult(row["pool"], row["name"], "modified",
                                             f"{wf}: sha256 {got[:12]}... != registered {row['sha256'][:12]}..."))
+            elif changed:
+                results.append(VerifyResult(row["pool"], row["name"], "modified", changed))
             else:
                 results.append(VerifyResult(row["pool"], row["name"], "ok"))
         with self.transaction() as db:
@@ -558,6 +580,9 @@ class Registry:
         if not path.exists():
             raise IntegrityError(f"{row['name']}: {path} no longer exists (run 'scalectl pool verify')")
         info = inspect_adapter(path, allow_pickle=bool(row.get("pickle")), hash_file=True)
+        if row.get("config_sha256") and info.config_sha256 != row["config_sha256"]:
+            raise IntegrityError(f"{row['name']}: {_config_changed(row)}; refusing to use it. Re-register with "
+                                 "'scalectl pool add --replace' if the change is intended")
         if info.sha256 != row["sha256"]:
             raise IntegrityError(
                 f"{row['name']}: weight file {info.weight_file} changed after registration "

@@ -74,3 +74,22 @@ def test_look_alike_names_are_refused(adapter_copy):
     for pool in ("p\n", "p\u0456"):
         _one_line(runner.invoke(app, ["pool", "add", str(src), "--pool", pool]))
     assert runner.invoke(app, ["pool", "add", str(src), "--pool", "p", "--name", "plain"]).exit_code == 0
+
+
+def test_an_edited_adapter_config_is_caught_like_edited_weights(adapter_copy, tmp_path):
+    """lora_alpha 8 -> 800 after registration is a 100x update: pool verify and every use refuse it."""
+    import json
+
+    src = adapter_copy(0, name="cfg")
+    assert runner.invoke(app, ["pool", "add", str(src), "--pool", "p"]).exit_code == 0
+    assert runner.invoke(app, ["pool", "verify", "--pool", "p"]).exit_code == 0
+    cfg = json.loads((src / "adapter_config.json").read_text())
+    cfg["lora_alpha"] = cfg["lora_alpha"] * 100
+    (src / "adapter_config.json").write_text(json.dumps(cfg))
+    r = runner.invoke(app, ["pool", "verify", "--pool", "p", "--json"])
+    assert r.exit_code == 3 and "adapter_config.json changed after registration" in r.stdout
+    err = _one_line(runner.invoke(app, ["pool", "inspect", "cfg", "--pool", "p"]), code=3)
+    assert "adapter_config.json changed after registration" in err
+    err = _one_line(runner.invoke(app, ["compose", "--adapters", "cfg", "--pool", "p", "--out", str(tmp_path / "o")]),
+                    code=3)
+    assert "refusing to use it" in err and not (tmp_path / "o").exists()
