@@ -140,9 +140,27 @@ def read_config(path: Path) -> dict[str, Any]:
         raise AdapterError(f"{cfg_path}: peft_type is {ptype}; only LORA adapters are supported")
     for key in ("r", "lora_alpha"):
         v = cfg.get(key)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-            raise AdapterError(f"{cfg_path}: '{key}' must be a positive number, got {v!r}")
+        if not _positive_number(v, integer=key == "r"):
+            what = "a positive integer" if key == "r" else "a positive finite number"
+            raise AdapterError(f"{cfg_path}: '{key}' must be {what}, got {v!r}")
+    for key, integer in (("rank_pattern", True), ("alpha_pattern", False)):
+        pat = cfg.get(key)
+        if pat in (None, {}):
+            continue
+        if not isinstance(pat, dict) or not all(isinstance(k, str) and _positive_number(v, integer)
+                                                for k, v in pat.items()):
+            raise AdapterError(f"{cfg_path}: '{key}' must map module names to positive "
+                               f"{'integers' if integer else 'finite numbers'}, got {pat!r}"[:300])
     return cfg
+
+
+def _positive_number(v: Any, integer: bool = False) -> bool:
+    """A JSON number that is finite and > 0 (an integer where ``integer``); bools are not numbers here."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    if integer and not (isinstance(v, int) or float(v).is_integer()):
+        return False
+    return math.isfinite(v) and v > 0
 
 
 def read_safetensors_header(path: Path) -> dict[str, dict[str, Any]]:
@@ -167,15 +185,26 @@ def read_safetensors_header(path: Path) -> dict[str, dict[str, Any]]:
     header.pop("__metadata__", None)
     data_len = size - 8 - n
     end_max = 0
+    ranges = []
     for key, t in header.items():
         try:
             dtype, shape, (start, end) = t["dtype"], t["shape"], t["data_offsets"]
+            if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                      for d in shape):
+                raise ValueError("shape")
+            if not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end)):
+                raise ValueError("offsets")
             nbytes = math.prod(shape) * _DTYPE_BYTES[dtype]
         except (KeyError, TypeError, ValueError):
             raise AdapterError(f"{path}: corrupt safetensors entry for {key!r}") from None
         if end - start != nbytes or start < 0:
             raise AdapterError(f"{path}: corrupt safetensors entry for {key!r} (byte range does not match shape)")
+        ranges.append((start, end, key))
         end_max = max(end_max, end)
+    ranges.sort()
+    for (_, prev_end, prev), (start, _, key) in zip(ranges, ranges[1:]):
+        if start < prev_end:
+            raise AdapterError(f"{path}: corrupt safetensors file (the bytes of {key!r} overlap those of {prev!r})")
     if end_max > data_len:
         raise AdapterError(f"{path}: truncated safetensors file (needs {end_max} data bytes, has {data_len})")
     if end_max != data_len:

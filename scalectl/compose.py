@@ -171,6 +171,11 @@ def compose_inputs(inp: ComposeInputs, weights: list[float] | None, spec: Merger
         if progress:
             progress(i + 1, len(blocks))
     comp.seconds = time.perf_counter() - t0
+    for m in inp.modules:  # nothing non-finite leaves: weights like 1e300 overflow the product
+        parts = [comp.dense[m]] if comp.dense else [comp.A[m], comp.B[m]]
+        if not all(bool(torch.isfinite(x).all()) for x in parts):
+            raise MergeError(f"{spec.name} gives NaN or infinite values in module {m} (weights {w_list}): "
+                             "nothing was written")
     if all(float(comp.delta(m).abs().max()) == 0 for m in inp.modules):
         raise MergeError(f"{spec.name} produced an all-zero update (check the weights and the inputs)")
     return comp

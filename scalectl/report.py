@@ -39,7 +39,15 @@ def info(msg: str) -> None:
 
 
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str, sort_keys=False) + "\n")
+    """Print ``obj`` as JSON; a NaN or infinity is refused (JSON has none: ``Infinity`` breaks every parser)."""
+    from .errors import ScalectlError
+
+    try:
+        text = json.dumps(obj, indent=2, default=str, sort_keys=False, allow_nan=False)
+    except ValueError:
+        raise ScalectlError("the result holds a NaN or infinite number, which JSON cannot carry; "
+                            "run without --json to see it") from None
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from scalectl.cli import app
@@ -93,3 +94,50 @@ def test_an_edited_adapter_config_is_caught_like_edited_weights(adapter_copy, tm
     err = _one_line(runner.invoke(app, ["compose", "--adapters", "cfg", "--pool", "p", "--out", str(tmp_path / "o")]),
                     code=3)
     assert "refusing to use it" in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("field,value", [("lora_alpha", float("nan")), ("lora_alpha", float("inf")),
+                                         ("r", float("nan")), ("r", 2.5), ("rank_pattern", {"q_proj": "x"}),
+                                         ("alpha_pattern", {"q_proj": float("inf")}), ("rank_pattern", [1, 2])])
+def test_non_finite_or_malformed_config_numbers_are_refused(adapter_copy, field, value):
+    import json
+
+    src = adapter_copy(0, name="bad")
+    cfg = json.loads((src / "adapter_config.json").read_text())
+    cfg[field] = value
+    (src / "adapter_config.json").write_text(json.dumps(cfg))  # json writes NaN and Infinity as PEFT would read them
+    err = _one_line(runner.invoke(app, ["pool", "add", str(src), "--pool", "p"]))
+    assert f"'{field}'" in err
+    from scalectl.registry import Registry
+
+    assert Registry().list(pool="p") == []
+
+
+def test_overflowing_weights_write_nothing(adapter_copy, tmp_path):
+    for i in (0, 1):
+        assert runner.invoke(app, ["pool", "add", str(adapter_copy(i)), "--pool", "p"]).exit_code == 0
+    names = ",".join(r["name"] for r in __import__("scalectl.registry", fromlist=["Registry"]).Registry().list(pool="p"))
+    err = _one_line(runner.invoke(app, ["compose", "--adapters", names, "--pool", "p", "--weights", "1e300,1e300",
+                                        "--merger", "ties", "--out", str(tmp_path / "o")]))
+    assert "NaN or infinite" in err and not (tmp_path / "o").exists()
+
+
+def test_overlapping_safetensors_ranges_are_refused_at_pool_add(adapter_copy):
+    import json
+    import struct
+
+    src = adapter_copy(0, name="overlap")
+    wf = src / "adapter_model.safetensors"
+    raw = wf.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    keys = [k for k in header if k != "__metadata__"]
+    a, b = header[keys[0]], header[keys[1]]
+    if a["data_offsets"][1] - a["data_offsets"][0] == b["data_offsets"][1] - b["data_offsets"][0]:
+        b["data_offsets"] = list(a["data_offsets"])  # two tensors on the same bytes
+    else:
+        header[keys[0]]["shape"] = [float(x) for x in a["shape"]]  # non-integer shape
+    new = json.dumps(header).encode()
+    wf.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n:])
+    err = _one_line(runner.invoke(app, ["pool", "add", str(src), "--pool", "p"]))
+    assert "corrupt safetensors" in err
