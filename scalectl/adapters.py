@@ -438,8 +438,6 @@ def save_adapter(
     ``target_modules`` is an exact full-match regex over the written modules, so PEFT
     attaches LoRA to exactly these modules and no others.
     """
-    from safetensors.torch import save_file
-
     if not A:
         raise AdapterError("nothing to write: the factor set has no modules")
     ranks = {m: int(A[m].shape[0]) for m in A}
@@ -482,10 +480,41 @@ def save_adapter(
         st_meta["scalectl"] = json.dumps(metadata, sort_keys=True)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         (tmp / CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")
-        save_file(tensors, str(tmp / SAFETENSORS_NAME), metadata=st_meta)
+        write_safetensors(tmp / SAFETENSORS_NAME, tensors, st_meta)
         for fname, text in (extra_files or {}).items():
             (tmp / fname).write_text(text)
     return Path(out_dir)
+
+
+_ST_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
+
+
+def write_safetensors(path: Path, tensors: dict[str, "torch.Tensor"], metadata: dict[str, str]) -> None:
+    """A safetensors file whose bytes depend only on the tensors and metadata: the header is JSON with sorted keys
+    (the safetensors library writes its metadata map in hash order, so the same adapter got a new sha256 on every
+    run), tensors in name order, the header padded with spaces to 8 bytes as the library does."""
+    import struct
+
+    import torch
+
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
+    chunks, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        dtype = _ST_DTYPES.get(str(t.dtype).replace("torch.", ""))
+        if dtype is None:
+            raise AdapterError(f"cannot write {name}: dtype {t.dtype} is not one of {', '.join(_ST_DTYPES)}")
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes()
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for data in chunks:
+            f.write(data)
 
 
 def delta_sq_norm(A: "torch.Tensor", B: "torch.Tensor", s: float) -> float:

@@ -141,3 +141,30 @@ def test_overlapping_safetensors_ranges_are_refused_at_pool_add(adapter_copy):
     wf.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n:])
     err = _one_line(runner.invoke(app, ["pool", "add", str(src), "--pool", "p"]))
     assert "corrupt safetensors" in err
+
+
+def test_the_same_composition_has_the_same_bytes(adapter_copy, tmp_path):
+    """Composing the same inputs twice (in two processes) writes identical files, so the registry's sha256 and the
+    search cache keyed on it repeat; and the written file loads with safetensors and PEFT's key layout."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    for i in (0, 1):
+        assert runner.invoke(app, ["pool", "add", str(adapter_copy(i)), "--pool", "p"]).exit_code == 0
+    from scalectl.registry import Registry
+
+    names = ",".join(r["name"] for r in Registry().list(pool="p"))
+    digests = []
+    for k in range(2):
+        out = tmp_path / f"c{k}"
+        r = subprocess.run([sys.executable, "-m", "scalectl", "compose", "--adapters", names, "--pool", "p",
+                            "--merger", "lasrc", "--out", str(out), "--no-register"], capture_output=True, text=True,
+                           env={**__import__("os").environ, "PYTHONHASHSEED": str(k + 1)})
+        assert r.returncode == 0, r.stderr
+        digests.append(hashlib.sha256((out / "adapter_model.safetensors").read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+    t = load_file(str(tmp_path / "c0" / "adapter_model.safetensors"))
+    assert t and all(k.startswith("base_model.model.") and k.endswith((".lora_A.weight", ".lora_B.weight")) for k in t)
