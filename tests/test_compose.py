@@ -326,12 +326,12 @@ def test_output_exists(pool, tmp_path):
 
 
 def test_ctrl_c_mid_write_leaves_nothing(pool, tmp_path, monkeypatch):
-    import safetensors.torch
+    import scalectl.adapters as adapters
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(safetensors.torch, "save_file", interrupted)
+    monkeypatch.setattr(adapters, "write_safetensors", interrupted)
     r = _c(tmp_path, "--adapters", "arith,dates")
     assert r.exit_code == 130 and "interrupted" in r.stderr
     assert list(tmp_path.glob("*out*")) == [] and not any(p.name.startswith(".out") for p in tmp_path.iterdir())
