@@ -136,12 +136,31 @@ def _m004_config_sha256(db) -> None:
     db.execute("ALTER TABLE adapters ADD COLUMN config_sha256 TEXT")
 
 
+def _m005_run_owner(db) -> None:
+    # the process recording a run: a run still "running" whose process is gone was killed (shown as interrupted)
+    db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
+    db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
+
+
 MIGRATIONS: list[tuple[str, Callable]] = [
     ("001_initial", _m001_initial),
     ("002_runs", _m002_runs),
     ("003_embeddings", _m003_embeddings),
     ("004_config_sha256", _m004_config_sha256),
+    ("005_run_owner", _m005_run_owner),
 ]
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 # ---------------------------------------------------------------- records
@@ -236,6 +255,7 @@ class Registry:
         conn.execute("PRAGMA foreign_keys=ON")
         self.db = sqlite_utils.Database(conn)
         self.migrate()
+        self._reap()
 
     # -- plumbing
 
@@ -599,7 +619,9 @@ class Registry:
 
     def create_run(self, kind: str, method: str, config: dict[str, Any], base_model: str | None = None,
                    label: str | None = None) -> str:
+        import os
         import secrets
+        import socket
 
         from . import __version__
 
@@ -607,7 +629,7 @@ class Registry:
         with self.transaction() as db:
             db["runs"].insert({"id": run_id, "kind": kind, "method": method, "label": label, "status": "running",
                                "base_model": base_model, "config": json.dumps(config, default=str), "created": _now(),
-                               "scalectl_version": __version__})
+                               "scalectl_version": __version__, "host": socket.gethostname(), "pid": os.getpid()})
         return run_id
 
     def add_records(self, run_id: str, records: list[dict[str, Any]]) -> None:
@@ -620,11 +642,25 @@ class Registry:
     RUN_COLUMNS = ("id", "kind", "method", "label", "status", "base_model", "config", "summary", "error", "created",
                    "finished", "scalectl_version")
 
+    def _reap(self) -> None:
+        """Runs left ``running`` by a process of this machine that no longer exists (killed: SIGKILL, a crash)
+        become ``interrupted``; nothing else about them changes."""
+        import socket
+
+        host = socket.gethostname()
+        dead = [r["id"] for r in self.db.query("select id, pid from runs where status = 'running' and host = ?", [host])
+                if r["pid"] is not None and not _alive(int(r["pid"]))]
+        if dead:
+            with self.transaction() as db:
+                for rid in dead:
+                    db["runs"].update(rid, {"status": "interrupted", "finished": _now(),
+                                            "error": "the process recording this run ended without finishing it"})
+
     def import_runs(self, runs: list[dict[str, Any]], records: dict[str, list[dict[str, Any]]]) -> None:
         """Add finished runs as another registry (a bundle) recorded them: rows and records kept as they were, in
         one transaction (all or nothing)."""
         rows = [{k: (json.dumps(r.get(k), default=str) if k in ("config", "summary") and r.get(k) is not None
-                     else r.get(k)) for k in self.RUN_COLUMNS} for r in runs]
+                     else r.get(k)) for k in self.RUN_COLUMNS} for r in runs]  # (not host and pid: not ours)
         with self.transaction() as db:
             if rows:
                 db["runs"].insert_all(rows)

@@ -168,3 +168,20 @@ def test_the_same_composition_has_the_same_bytes(adapter_copy, tmp_path):
     assert digests[0] == digests[1]
     t = load_file(str(tmp_path / "c0" / "adapter_model.safetensors"))
     assert t and all(k.startswith("base_model.model.") and k.endswith((".lora_A.weight", ".lora_B.weight")) for k in t)
+
+
+def test_a_killed_run_shows_as_interrupted_not_running():
+    import subprocess
+    import sys
+
+    from scalectl.registry import Registry
+
+    code = ("from scalectl.registry import Registry; import os, signal; r = Registry(); "
+            "print(r.create_run('eval', 'zero-shot', {'tasks': []}), flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == -9
+    run_id = p.stdout.strip()
+    run = Registry().run(run_id)
+    assert run["status"] == "interrupted" and "ended without finishing" in run["error"]
+    live = Registry().create_run("eval", "zero-shot", {"tasks": []})  # this process is alive: it stays running
+    assert Registry().run(live)["status"] == "running"

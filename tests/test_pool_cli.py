@@ -96,7 +96,7 @@ def test_pool_path_and_migrations(tmp_path):
     ok("pool", "list")  # first open runs the migrations
     db = sqlite3.connect(r.stdout.strip())
     assert [x[0] for x in db.execute("select name from _migrations")] == \
-        ["001_initial", "002_runs", "003_embeddings", "004_config_sha256"]
+        ["001_initial", "002_runs", "003_embeddings", "004_config_sha256", "005_run_owner"]
 
 
 def test_inspect_loads_factors(llama_adapters):
