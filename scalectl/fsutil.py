@@ -90,34 +90,109 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+class StaleTemporaryWarning(UserWarning):
+    """A temporary left beside an output by a killed process, removed now (the CLI prints it)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(target: Path) -> list[Path]:
+    """Remove the temporaries (``.NAME.tmp-PID-*``, ``.NAME.old-PID``) that processes no longer alive left beside
+    ``target``; returns what was removed."""
+    import re
+    import warnings
+
+    removed = []
+    pat = re.compile(rf"^\.{re.escape(target.name)}\.(?:tmp|old)-(\d+)(?:-.*)?$")
+    for p in target.parent.iterdir() if target.parent.is_dir() else []:
+        m = pat.match(p.name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            if ".old-" in p.name and not target.exists():  # killed between moving the old output away and the new in
+                os.replace(p, target)
+                warnings.warn(f"restored {target} from {p}, which a killed writer had moved away",
+                              StaleTemporaryWarning, stacklevel=3)
+                continue
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
+            warnings.warn(f"removed {p}, left by a process that was killed while writing {target}",
+                          StaleTemporaryWarning, stacklevel=3)
+    return removed
+
+
+@contextlib.contextmanager
+def _exclusive(target: Path) -> Iterator[None]:
+    """An exclusive lock on ``target`` for one writer (a ``.NAME.lock`` file beside it, removed after)."""
+    import fcntl
+
+    lock = target.with_name(f".{target.name}.lock")
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, file_mode())
+    except OSError as e:
+        raise ScalectlError(f"cannot write {target}: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ScalectlError(f"another scalectl is writing {target} now; wait for it or choose another output"
+                                ) from None
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; on success rename it into place.
 
-    On any exception (KeyboardInterrupt included) the temporary directory is removed,
-    so no partial output is ever visible at ``target``.
+    One writer at a time (an exclusive lock on the target); ``overwrite`` is checked again at the rename, so a
+    directory that appeared meanwhile is never replaced without it. On any exception (KeyboardInterrupt
+    included) the temporary directory is removed, so no partial output is ever visible at ``target``; the
+    temporaries a killed writer left beside it are removed (and reported) by the next write.
     """
     target = Path(target)
     if target.exists() and not overwrite:
         raise ScalectlError(f"output directory {target} exists; pass --overwrite to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        os.chmod(tmp, dir_mode())  # mkdtemp makes it private; the output is an ordinary directory
-        yield tmp
-        # writers inside may have made private files (safetensors' save_file writes 0600): the usual modes, before
-        # anything is visible at target
-        apply_umask_modes(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ScalectlError(f"cannot write {target}: {target.parent} is not a directory") from None
+    except PermissionError:
+        raise ScalectlError(f"cannot write {target}: permission denied in {target.parent}") from None
+    with _exclusive(target):
+        clean_stale(target)
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+        except OSError as e:  # a name too long for the file system, a read-only directory, ...
+            raise ScalectlError(f"cannot write {target}: {e.strerror or e}") from None
+        try:
+            os.chmod(tmp, dir_mode())  # mkdtemp makes it private; the output is an ordinary directory
+            yield tmp
+            # writers inside may have made private files: the usual modes, before anything is visible at target
+            apply_umask_modes(tmp)
+            if target.exists() and not overwrite:  # appeared while we wrote
+                raise ScalectlError(f"output directory {target} appeared while writing; pass --overwrite to replace it")
+            if target.exists():
+                old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 @contextlib.contextmanager

@@ -249,13 +249,22 @@ class Registry:
         import sqlite_utils
 
         self.path = Path(path) if path else paths.registry_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)  # busy timeout 60 s
-        _set_wal(conn)
-        conn.execute("PRAGMA foreign_keys=ON")
-        self.db = sqlite_utils.Database(conn)
-        self.migrate()
-        self._reap()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise RegistryError(f"SCALECTL_HOME {self.path.parent} is not a directory") from None
+        except PermissionError:
+            raise RegistryError(f"cannot create the scalectl home {self.path.parent}: permission denied") from None
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)  # busy timeout 60 s
+            _set_wal(conn)
+            conn.execute("PRAGMA foreign_keys=ON")
+            self.db = sqlite_utils.Database(conn)
+            self.migrate()
+            self._reap()
+        except sqlite3.DatabaseError as e:
+            raise RegistryError(f"{self.path} is not a readable scalectl registry (SQLite: {e}); move it aside or "
+                                "point SCALECTL_HOME elsewhere") from None
 
     # -- plumbing
 

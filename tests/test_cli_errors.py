@@ -185,3 +185,62 @@ def test_a_killed_run_shows_as_interrupted_not_running():
     assert run["status"] == "interrupted" and "ended without finishing" in run["error"]
     live = Registry().create_run("eval", "zero-shot", {"tasks": []})  # this process is alive: it stays running
     assert Registry().run(live)["status"] == "running"
+
+
+def _pool_of_two(adapter_copy):
+    for i in (0, 1):
+        assert runner.invoke(app, ["pool", "add", str(adapter_copy(i)), "--pool", "p"]).exit_code == 0
+    from scalectl.registry import Registry
+
+    return ",".join(r["name"] for r in Registry().list(pool="p"))
+
+
+def test_two_writers_of_one_output_never_mix(adapter_copy, tmp_path):
+    """While one compose holds an output, a second one to the same --out is refused at once, even with --overwrite."""
+    from scalectl.fsutil import atomic_dir
+
+    names = _pool_of_two(adapter_copy)
+    out = tmp_path / "shared"
+    with atomic_dir(out) as tmp:  # the first writer, mid-write
+        (tmp / "partial").write_text("x")
+        err = _one_line(runner.invoke(app, ["compose", "--adapters", names, "--pool", "p", "--out", str(out),
+                                            "--overwrite", "--no-register"]))
+        assert "another scalectl is writing" in err
+    assert (out / "partial").is_file() and not list(tmp_path.glob(".shared.*"))  # the first one landed; no leftovers
+
+
+def test_stale_temporaries_of_a_killed_writer_are_cleaned_and_reported(adapter_copy, tmp_path):
+    import subprocess
+    import sys
+
+    names = _pool_of_two(adapter_copy)
+    out = tmp_path / "c"
+    code = ("import os, signal; from scalectl.fsutil import atomic_dir\n"
+            f"with atomic_dir({str(out)!r}) as t:\n    (t / 'half').write_text('x'); os.kill(os.getpid(), signal.SIGKILL)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -9
+    left = list(tmp_path.glob(".c.tmp-*"))
+    assert len(left) == 1 and not out.exists()
+    r = runner.invoke(app, ["compose", "--adapters", names, "--pool", "p", "--out", str(out), "--no-register"])
+    assert r.exit_code == 0, r.output
+    assert f"removed {left[0]}" in r.stderr and not left[0].exists() and (out / "adapter_config.json").is_file()
+
+
+def test_outputs_that_cannot_be_written_are_one_line(adapter_copy, tmp_path):
+    names = _pool_of_two(adapter_copy)
+    (tmp_path / "afile").write_text("x")
+    for out, why in ((tmp_path / "afile" / "c", "is not a directory"), (tmp_path / ("n" * 260), "File name too long")):
+        err = _one_line(runner.invoke(app, ["compose", "--adapters", names, "--pool", "p", "--out", str(out),
+                                            "--no-register"]))
+        assert why in err, err
+
+
+def test_a_garbage_registry_or_home_is_one_line(tmp_path, monkeypatch):
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / "registry.db").write_bytes(b"this is not sqlite" * 100)
+    monkeypatch.setenv("SCALECTL_HOME", str(home))
+    err = _one_line(runner.invoke(app, ["pool", "list"]))
+    assert "registry" in err
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("SCALECTL_HOME", str(tmp_path / "afile"))
+    _one_line(runner.invoke(app, ["pool", "list"]))

@@ -30,7 +30,7 @@ LONG_NAME = "dbpedia_14_given_a_list_of_category_what_does_the_title_belong_to" 
 ADAPTER_KEYS = ["pool", "name", "source", "source_kind", "status", "path", "revision", "base_model", "task_type", "r",
                 "lora_alpha", "rank_pattern", "alpha_pattern", "use_rslora", "scaling", "use_dora", "fan_in_fan_out",
                 "target_modules", "n_modules", "n_blocks", "dtype", "weight_file", "sha256", "size_bytes", "pickle",
-                "source_task", "description", "tags", "provenance", "created", "verified", "verify_status"]
+                "source_task", "description", "tags", "provenance", "created", "verified", "verify_status", "config_sha256"]
 
 
 def _correct(seed: int, n: int = 6) -> dict[str, list[int]]:

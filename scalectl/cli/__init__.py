@@ -34,6 +34,21 @@ def optional_values(args: list[str]) -> list[str]:
     return out
 
 
+def _say_warnings(seen) -> None:
+    """What the library reported on the way (stale temporaries it cleaned): one line each on stderr; any other
+    warning is shown as Python would have shown it."""
+    import warnings
+
+    from .. import report
+    from ..fsutil import StaleTemporaryWarning
+
+    for w in seen:
+        if issubclass(w.category, StaleTemporaryWarning):
+            report.warn(str(w.message))
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 class _Group(TyperGroup):
     """Turns library errors into one-line messages with the error's exit code."""
 
@@ -47,8 +62,17 @@ class _Group(TyperGroup):
             _narrow()
 
     def invoke(self, ctx: click.Context):
+        import warnings
+
+        from ..fsutil import StaleTemporaryWarning
+
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always", StaleTemporaryWarning)
+                try:
+                    return super().invoke(ctx)
+                finally:
+                    _say_warnings(seen)
         except ScalectlError as e:
             from .. import report
 
@@ -56,6 +80,17 @@ class _Group(TyperGroup):
             # with [brackets] is not rich markup
             report.error(str(e))
             raise typer.Exit(e.exit_code) from None
+        except OSError as e:  # the file system: a name too long, a read-only directory, a full disk, ...
+            from .. import report
+
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            report.error(f"{e.strerror or e}{where}")
+            raise typer.Exit(1) from None
+        except RecursionError:
+            from .. import report
+
+            report.error("an input is nested too deeply to read (JSON or TOML nested hundreds of levels)")
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             from .. import report
 
