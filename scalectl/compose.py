@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,6 +255,23 @@ def _dense_block(comp: Composition, block: str, mods: list[str], w: "torch.Tenso
     comp.blocks.append(row)
 
 
+def _registration(reg, pool: str, out: str | Path, name: str | None, replace: bool) -> str:
+    """The name ``out`` will be registered under, checked before anything is written: a valid name, and either free
+    in the pool, or held by the row this very output created before (rewriting it), or named by ``replace``."""
+    from .registry import valid_name
+
+    reg_name = name or Path(out).name
+    if not valid_name(reg_name):
+        raise MergeError(f"invalid adapter name {reg_name!r}: use letters, digits, '.', '_', '-', '+' (or pass --name)")
+    taken = next((r for r in reg.list(pool=pool) if r["name"] == reg_name), None)
+    if taken is not None and not replace:
+        same = taken.get("path") and Path(taken["path"]).resolve() == Path(out).resolve()
+        if not same:
+            raise MergeError(f"an adapter named {reg_name!r} is already registered in pool {pool!r} (from "
+                             f"{taken.get('path') or taken.get('source')}); pass --name, or --replace to replace it")
+    return reg_name
+
+
 @functools.lru_cache(maxsize=1)
 def _dense_merges() -> dict[str, Callable[..., Any]]:
     """Each dense operator's merge of one module's stack ``d`` (K, d_out, d_in) with weights ``w`` and its resolved
@@ -398,8 +416,12 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
             params: dict[str, Any] | None = None, out: str | Path | None = None, merge_into: str | Path | None = None,
             pool: str | None = None, rank: int | None = None, overwrite: bool = False, allow_partial: bool = False,
             allow_pickle: bool = False, base: str | None = None, register: bool = True, name: str | None = None,
-            progress: Callable[[int, int], None] | None = None) -> ComposeResult:
-    """``scalectl compose``: load, check, merge, write (PEFT dir and/or merged model), register."""
+            replace: bool = False, progress: Callable[[int, int], None] | None = None) -> ComposeResult:
+    """``scalectl compose``: load, check, merge, write (PEFT dir and/or merged model), register.
+
+    Everything that can be refused is refused before anything is written (the name, a registry row of that name
+    that this output did not create and ``replace`` does not name); after writing, a failure or a signal before
+    the output is registered removes what was written, so a failed compose leaves neither a directory nor a row."""
     if out is None and merge_into is None:
         raise MergeError("give --out DIR (a PEFT adapter) and/or --merge-into-base DIR (a merged model)")
     if rank is not None and rank < 1:
@@ -409,6 +431,7 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
         if target is not None and Path(target).exists() and not overwrite:
             raise MergeError(f"output directory {target} exists; pass --overwrite to replace it")
     inp = load_inputs(reg, names, pool, allow_partial=allow_partial, allow_pickle=allow_pickle)
+    reg_name = _registration(reg, inp.pool, out, name, replace) if out is not None and register else None
     comp = compose_inputs(inp, weights, spec, progress=progress)
     errors: dict[str, float] = {}
     rank_out = 0
@@ -416,13 +439,21 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
     # The merged model is built (base loaded, every module checked) before anything is written, so a base
     # that cannot load or does not fit leaves no --out behind and registers nothing.
     merged = merged_backbone(comp, base) if merge_into is not None else None
-    if out is not None:
-        errors, rank_out = write_adapter(comp, out, rank=rank, overwrite=overwrite)
-    if merged is not None:
-        save_merged(merged, comp, merge_into, overwrite=overwrite)
-    if out is not None and register:
-        res = reg.add_sources([str(out)], pool=inp.pool, name=name or Path(out).name, replace=overwrite)
-        registered = f"{res.pool}:{res.added[0]['name']}"
+    written: list[Path] = []
+    try:
+        if out is not None:
+            errors, rank_out = write_adapter(comp, out, rank=rank, overwrite=overwrite)
+            written.append(Path(out))
+        if merged is not None:
+            save_merged(merged, comp, merge_into, overwrite=overwrite)
+            written.append(Path(merge_into))
+        if reg_name is not None:
+            res = reg.add_sources([str(out)], pool=inp.pool, name=reg_name, replace=True)
+            registered = f"{res.pool}:{res.added[0]['name']}"
+    except BaseException:
+        for p in written:  # written but not registered: nothing of this compose may stay behind
+            shutil.rmtree(p, ignore_errors=True)
+        raise
     return ComposeResult(
         out=str(out) if out else None, merged_model=str(merge_into) if merge_into else None, merger=spec.name,
         params={**spec.params, **({f"sdp.{k}": v for k, v in spec.sdp.items()} if spec.sdp else {})},

@@ -129,10 +129,11 @@ def clean_stale(target: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def _exclusive(target: Path) -> Iterator[None]:
-    """An exclusive lock on ``target`` for one writer (a ``.NAME.lock`` file beside it, removed after)."""
+    """An exclusive lock on ``target`` for one writer (a ``.NAME.wlock`` file beside it, removed after; callers may
+    hold their own ``.NAME.lock`` around it, as the embedded model's one-time conversion does)."""
     import fcntl
 
-    lock = target.with_name(f".{target.name}.lock")
+    lock = target.with_name(f".{target.name}.wlock")
     try:
         fd = os.open(lock, os.O_CREAT | os.O_RDWR, file_mode())
     except OSError as e:

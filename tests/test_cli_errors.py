@@ -244,3 +244,30 @@ def test_a_garbage_registry_or_home_is_one_line(tmp_path, monkeypatch):
     (tmp_path / "afile").write_text("x")
     monkeypatch.setenv("SCALECTL_HOME", str(tmp_path / "afile"))
     _one_line(runner.invoke(app, ["pool", "list"]))
+
+
+def test_compose_never_touches_a_row_it_did_not_create(adapter_copy, tmp_path, monkeypatch):
+    from scalectl.registry import Registry
+
+    names = _pool_of_two(adapter_copy)
+    first = names.split(",")[0]
+    before = Registry().find(first, "p")
+    out = tmp_path / "new" / first  # an output directory named like a registered adapter
+    err = _one_line(runner.invoke(app, ["compose", "--adapters", names, "--pool", "p", "--out", str(out), "--overwrite"]))
+    assert "already registered" in err and "--replace" in err and not out.exists()
+    assert Registry().find(first, "p")["path"] == before["path"]
+    err = _one_line(runner.invoke(app, ["compose", "--adapters", names, "--pool", "p", "--out", str(tmp_path / "c"),
+                                        "--name", "bad name"]))
+    assert "invalid adapter name" in err and not (tmp_path / "c").exists()
+    # its own row is rewritten by --overwrite; a failure (or Ctrl-C) before registering removes the output
+    ok = ["compose", "--adapters", names, "--pool", "p", "--out", str(tmp_path / "mine")]
+    assert runner.invoke(app, ok).exit_code == 0
+    assert runner.invoke(app, ok + ["--overwrite"]).exit_code == 0
+    import scalectl.registry as registry
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(registry.Registry, "add_sources", interrupted)
+    r = runner.invoke(app, ["compose", "--adapters", names, "--pool", "p", "--out", str(tmp_path / "late")])
+    assert r.exit_code == 130 and not (tmp_path / "late").exists()

@@ -25,6 +25,7 @@ def compose(
     name: Annotated[Optional[str], typer.Option("--name", help="Registry name of the output (default: the --out dir name).")] = None,
     no_register: Annotated[bool, typer.Option("--no-register", help="Do not register the output adapter.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output directories.")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace a registered adapter of the output's name that this output did not create.")] = False,
     allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Merge only the modules common to all adapters.")] = False,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle")] = False,
     task: Annotated[Optional[str], typer.Option("--task", "-t", help="Retrieve candidates for this BBH task from --pool, search "
@@ -80,7 +81,7 @@ def compose(
             tc = compose_for_task(Registry(), task, pool, merger=merger, view=view, n_global=n_global, base=base,
                                   search=SearchConfig(steps=steps), bbh_dir=bbh_dir, progress=prog, params=params,
                                   out=out_dir, merge_into=merge_into_base, rank=rank, overwrite=overwrite,
-                                  register=not no_register, name=name)
+                                  register=not no_register, name=name, replace=replace)
         if as_json:
             report.emit_json({"task": tc.task, "candidates": tc.candidates, "weights": tc.weights,
                               "support_loss": tc.search.support_loss, "objective": tc.search.objective,
@@ -96,7 +97,7 @@ def compose(
         return
     res = run(Registry(), names, parse_weights(weights, len(names)), merger, params, out=out, merge_into=merge_into_base,
               pool=pool, rank=rank, overwrite=overwrite, allow_partial=allow_partial, allow_pickle=allow_pickle,
-              base=base, register=not no_register, name=name)
+              base=base, register=not no_register, name=name, replace=replace)
     if as_json:
         report.emit_json({k: v for k, v in res.__dict__.items()})
         return
