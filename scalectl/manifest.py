@@ -43,6 +43,43 @@ ENTRY_FIELDS = {
 _BARE_REPO = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_positive(v: Any) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+# What each entry field must be (a manifest is user input: "tags = 'qa'" must not become ['q', 'a'])
+FIELD_TYPES: dict[str, tuple[Any, str]] = {
+    "name": (_is_str, "a string"), "source": (_is_str, "a string"), "source_task": (_is_str, "a string"),
+    "description": (_is_str, "a string"), "tags": (_is_str_list, "a list of strings"),
+    "examples_file": (_is_str, "a string"), "r": (lambda v: _is_positive(v) and float(v).is_integer(),
+                                                  "a positive integer"),
+    "lora_alpha": (_is_positive, "a positive finite number"),
+    "target_modules": (lambda v: _is_str(v) or _is_str_list(v), "a string or a list of strings"),
+    "base_model": (_is_str, "a string"), "task_type": (_is_str, "a string"),
+    "use_rslora": (lambda v: isinstance(v, bool), "true or false"), "use_dora": (lambda v: isinstance(v, bool),
+                                                                                "true or false"),
+    "note": (_is_str, "a string"), "provenance": (lambda v: isinstance(v, dict), "a table"),
+    "sha256": (lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None, "64 hex digits"),
+}
+
+
+def _check_types(entry: dict[str, Any], where: str) -> None:
+    for k, v in entry.items():
+        ok, what = FIELD_TYPES.get(k, (None, ""))
+        if ok is not None and not ok(v):
+            raise ManifestError(f"{where}: {k!r} must be {what}, got {v!r}"[:300])
+
+
 @dataclass
 class ManifestEntry:
     source: str  # "hf:ORG/NAME" or an absolute local path
@@ -82,7 +119,10 @@ def load_manifest(path: str | Path) -> Manifest:
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest file")
     root = path.parent.resolve()
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     suffix = path.suffix.lower()
     if suffix == ".toml":
         import tomllib
@@ -132,12 +172,16 @@ def load_manifest(path: str | Path) -> Manifest:
         if not isinstance(src, str) or not src.strip():
             raise ManifestError(f"{path}: adapters[{i}] has no 'source' (a hub id hf:ORG/NAME or a local path)")
         merged = {**defaults, **item}
+        _check_types(merged, f"{path}: adapters[{i}]")
         if "examples_file" in merged:
             merged["examples"] = read_examples(root / merged.pop("examples_file"), f"{path}: adapters[{i}]")
         if "examples" in merged:
             _check_examples(merged["examples"], f"{path}: adapters[{i}]")
         entries.append(ManifestEntry(source=_norm_source(src, root), name=merged.pop("name", None),
                                      fields={k: v for k, v in merged.items() if k != "source"}))
+    for key in ("pool", "base_model", "description"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise ManifestError(f"{path}: {key!r} must be a string, got {data[key]!r}"[:300])
     meta = {k: v for k, v in data.items() if k not in ("adapters", "defaults", "unresolved", "pool", "base_model", "description")}
     return Manifest(path=path, entries=entries, pool=data.get("pool"), base_model=data.get("base_model"),
                     description=data.get("description"), unresolved=list(data.get("unresolved") or []), meta=meta)
@@ -152,7 +196,11 @@ def read_examples(p: Path, where: str) -> list[dict[str, str]]:
     if not p.is_file():
         raise ManifestError(f"{where}: examples file {p} does not exist")
     out = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{p}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    for i, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 out.append(json.loads(line))

@@ -271,3 +271,19 @@ def test_compose_never_touches_a_row_it_did_not_create(adapter_copy, tmp_path, m
     monkeypatch.setattr(registry.Registry, "add_sources", interrupted)
     r = runner.invoke(app, ["compose", "--adapters", names, "--pool", "p", "--out", str(tmp_path / "late")])
     assert r.exit_code == 130 and not (tmp_path / "late").exists()
+
+
+@pytest.mark.parametrize("line,field", [('tags = "qa"', "tags"), ("r = 8.5", "r"), ('lora_alpha = "16"', "lora_alpha"),
+                                        ("use_rslora = 1", "use_rslora"), ('sha256 = "abc"', "sha256")])
+def test_wrong_manifest_types_are_one_line(adapter_copy, tmp_path, line, field):
+    src = adapter_copy(0, name="m")
+    m = tmp_path / "pool.toml"
+    m.write_text(f'pool = "p"\n[[adapters]]\nsource = "{src}"\n{line}\n')
+    err = _one_line(runner.invoke(app, ["pool", "add", "--manifest", str(m)]))
+    assert f"'{field}' must be" in err
+
+
+def test_a_non_utf8_manifest_is_one_line(tmp_path):
+    m = tmp_path / "pool.toml"
+    m.write_bytes(b'pool = "p"\n# \xff\xfe\n')
+    assert "not UTF-8" in _one_line(runner.invoke(app, ["pool", "add", "--manifest", str(m)]))
