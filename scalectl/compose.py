@@ -354,10 +354,11 @@ def write_adapter(comp: Composition, out: str | Path, rank: int | None = None, o
         A, B = comp.A, comp.B
         rank_out = max(int(a.shape[0]) for a in A.values())
     else:
-        rank_out = rank or max(int(f.A[m].shape[0]) for f in inp.factors for m in inp.modules)
+        asked = rank or max(int(f.A[m].shape[0]) for f in inp.factors for m in inp.modules)
         A, B = {}, {}
         for m in inp.modules:
-            A[m], B[m], errors[m] = svd_truncate(comp.dense[m], rank_out)
+            A[m], B[m], errors[m] = svd_truncate(comp.dense[m], asked)
+        rank_out = max(int(a.shape[0]) for a in A.values())  # what was written: --rank 100000 is min(d_out, d_in)
     task_type = next((r.get("task_type") for r in inp.rows if r.get("task_type")), None)
     prov = provenance(comp, comp.spec.params.get("seed", (comp.spec.sdp or {}).get("seed")), rank_out, errors)
     prov.update(extra or {})

@@ -477,6 +477,10 @@ class Registry:
             for c in candidates:
                 if c.info is not None and c.info.use_dora:
                     warnings.append(f"{c.name}: DoRA adapter registered; merging will refuse it")
+                if c.info is not None and c.info.extra_tensors:
+                    ex = c.info.extra_tensors
+                    warnings.append(f"{c.name}: {len(ex)} tensor(s) that are not LoRA factors (modules_to_save or "
+                                    f"others, e.g. {ex[0]}) are kept in its file but not composed or evaluated")
                 if pool_base and c.base_model and not same_base(c.base_model, pool_base):
                     msg = f"{c.name}: base model {c.base_model!r} differs from pool {pool!r}'s base {pool_base!r}"
                     if not force:
@@ -608,6 +612,12 @@ class Registry:
         path = Path(row["path"])
         if not path.exists():
             raise IntegrityError(f"{row['name']}: {path} no longer exists (run 'scalectl pool verify')")
+        registered = Path(row["weight_file"] or "")
+        if not registered.is_file():  # e.g. the safetensors file replaced by a pickle: not what was registered
+            there = sorted(p.name for p in path.glob("adapter_model.*"))
+            raise IntegrityError(f"{row['name']}: its registered weight file {registered} no longer exists"
+                                 + (f" ({', '.join(there)} is there instead: register it again to use it)" if there
+                                    else "") + "; refusing to use it")
         info = inspect_adapter(path, allow_pickle=bool(row.get("pickle")), hash_file=True)
         if row.get("config_sha256") and info.config_sha256 != row["config_sha256"]:
             raise IntegrityError(f"{row['name']}: {_config_changed(row)}; refusing to use it. Re-register with "

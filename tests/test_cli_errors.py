@@ -287,3 +287,18 @@ def test_a_non_utf8_manifest_is_one_line(tmp_path):
     m = tmp_path / "pool.toml"
     m.write_bytes(b'pool = "p"\n# \xff\xfe\n')
     assert "not UTF-8" in _one_line(runner.invoke(app, ["pool", "add", "--manifest", str(m)]))
+
+
+def test_a_swapped_in_pickle_is_an_integrity_error_even_with_allow_pickle(adapter_copy, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    src = adapter_copy(0, name="swap")
+    assert runner.invoke(app, ["pool", "add", str(src), "--pool", "p"]).exit_code == 0
+    t = load_file(str(src / "adapter_model.safetensors"))
+    (src / "adapter_model.safetensors").unlink()
+    torch.save(t, src / "adapter_model.bin")
+    for extra in ([], ["--allow-pickle"]):
+        err = _one_line(runner.invoke(app, ["compose", "--adapters", "swap", "--pool", "p", "--out",
+                                            str(tmp_path / "o"), *extra]), code=3)
+        assert "no longer exists" in err and "adapter_model.bin is there instead" in err and "--allow-pickle" not in err
