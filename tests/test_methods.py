@@ -424,3 +424,16 @@ def test_audit_geometry_shows_why_lasrc_moved_or_not(tiny_bbh, llama_base, index
                                                                                / len(groups))
     table = runner.invoke(app, ["audit", "geometry", "--run", "lasrc"])
     assert table.exit_code == 0 and "composition geometry" in table.output
+
+
+def test_logo_on_an_encoder_decoder_says_so(t5_base, t5_adapter, tmp_path):
+    from scalectl.backbone import load_backbone
+    from scalectl.context import RunContext
+    from scalectl.methods.logo import logo_weights
+
+    reg = Registry()
+    reg.add_sources([str(t5_adapter)], pool="t5")
+    bb = load_backbone(str(t5_base), device="cpu")
+    W, probe = logo_weights(RunContext(reg, bb, "t5"), ["t5-skill"], ["add 1 and 2"], _cfg("logo", logo_k=1))
+    assert probe["module"] == "decoder.block.1.layer.0.SelfAttention.q"  # the last decoder block's self-attention
+    assert "encoder-decoder" in probe["input"] and W.shape == (1, 1) and float(W[0, 0]) == pytest.approx(1.0)

@@ -58,7 +58,7 @@ def probe_module(bb, modules: list[str]) -> tuple[str, int, str | None]:
 
     n_layers = int(getattr(bb.model.config, "num_decoder_layers", None) or bb.model.config.num_hidden_layers)
     layer_re = re.compile(r"(?:^|\.)(?:layers|block|h)\.(\d+)\.")
-    side = [m for m in modules if ".decoder." in m] if bb.is_seq2seq else modules
+    side = [m for m in modules if m.startswith("decoder.") or ".decoder." in m] if bb.is_seq2seq else modules
 
     def layer(m: str) -> int:
         found = layer_re.search(m)
@@ -134,8 +134,11 @@ def logo_weights(ctx, names: list[str], prompts: list[str], cfg, progress: Progr
     finally:
         tok.padding_side = old
     prog.finish("logo")
-    return out, {"module": probe, "layer": layer, "input": "hidden_states[L] (before the layer's input norm), "
-                 "every adapter active", **({"note": note} if note else {})}
+    where = ("decoder_hidden_states[L] at the decoder's first position (an encoder-decoder: LoGo is defined for "
+             "decoder-only models; this is the last decoder block's self-attention query)") if bb.is_seq2seq else \
+        "hidden_states[L] (before the layer's input norm)"
+    return out, {"module": probe, "layer": layer, "input": f"{where}, every adapter active",
+                 **({"note": note} if note else {})}
 
 
 class LoGo(GroupMethod):
