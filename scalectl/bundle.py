@@ -1,7 +1,7 @@
 """Replication bundles: finished runs with every query record, as two files anyone can recompute from.
 
 ``records.jsonl.gz``: every record of the runs, one JSON object a line with its ``run_id`` (gzip written with
-no timestamp, so the same runs give the same bytes). ``runs.json``: ``{"scalectl_version", "records": {file, n,
+no timestamp, so the same runs give the same bytes). ``runs.json.gz``: ``{"scalectl_version", "records": {file, n,
 sha256 of the uncompressed lines}, "pools": {name: {adapters, ranks}}, "runs": [each run's row: id, kind,
 method, label, status, base model, config, summary, finished, ...]}``.
 
@@ -24,8 +24,17 @@ from typing import Any, Sequence
 from .errors import EvalError
 
 RECORDS_FILE = "records.jsonl.gz"
-RUNS_FILE = "runs.json"
+RUNS_FILE = "runs.json.gz"
 LEGACY_RECORDS = "records.jsonl"  # bundles written before they were compressed
+LEGACY_RUNS = "runs.json"
+
+
+def _gzip(data: bytes) -> bytes:
+    """gzip with no timestamp and no file name: the same bytes in, the same bytes out."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="") as gz:
+        gz.write(data)
+    return buf.getvalue()
 
 
 @dataclass
@@ -70,25 +79,24 @@ def export(reg, runs: list[dict[str, Any]], out_dir: str | Path, force: bool = F
         raise EvalError(f"{out} exists and is not empty; pass --force to replace it")
     h = hashlib.sha256()
     counts = []
-    buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="") as gz:
-        for r in runs:
-            recs = reg.records(r["id"])
-            counts.append(len(recs))
-            for rec in recs:
-                line = (json.dumps({"run_id": r["id"], **{k: v for k, v in rec.items() if k != "run_id"}},
-                                   ensure_ascii=False, default=str) + "\n").encode("utf-8")
-                h.update(line)
-                gz.write(line)
+    lines = []
+    for r in runs:
+        recs = reg.records(r["id"])
+        counts.append(len(recs))
+        for rec in recs:
+            line = (json.dumps({"run_id": r["id"], **{k: v for k, v in rec.items() if k != "run_id"}},
+                               ensure_ascii=False, default=str) + "\n").encode("utf-8")
+            h.update(line)
+            lines.append(line)
     pools = {p for r in runs if (p := config_of(r).pool)}
     meta = {"scalectl_version": __version__,
             "records": {"file": RECORDS_FILE, "n": sum(counts), "sha256": h.hexdigest()},
             "pools": _pool_summary(reg, pools),
             "runs": [{**r, "n_records": n} for r, n in zip(runs, counts)]}
     with atomic_dir(out, overwrite=True) as tmp:
-        (tmp / RECORDS_FILE).write_bytes(buf.getvalue())
-        (tmp / RUNS_FILE).write_text(json.dumps(meta, indent=1, default=str, ensure_ascii=False) + "\n",
-                                     encoding="utf-8")
+        (tmp / RECORDS_FILE).write_bytes(_gzip(b"".join(lines)))
+        (tmp / RUNS_FILE).write_bytes(_gzip((json.dumps(meta, indent=1, default=str, ensure_ascii=False)
+                                             + "\n").encode("utf-8")))
     return {"out": str(out), "n_records": sum(counts), "records_sha256": h.hexdigest(),
             "runs": [{"run": r["id"], "method": r["method"], "label": r.get("label"), "status": r["status"], "n_records": n}
                      for r, n in zip(runs, counts)]}
@@ -97,13 +105,14 @@ def export(reg, runs: list[dict[str, Any]], out_dir: str | Path, force: bool = F
 def read(path: str | Path) -> Bundle:
     """A bundle read back and verified (record count and sha256 against ``runs.json``)."""
     p = Path(path)
-    meta_file = p / RUNS_FILE
+    meta_file = p / RUNS_FILE if (p / RUNS_FILE).is_file() else p / LEGACY_RUNS
     if not meta_file.is_file():
         raise EvalError(f"{p} is not a bundle: it has no {RUNS_FILE} (`scalectl audit export --out DIR` writes one)")
     try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise EvalError(f"{meta_file} is not valid JSON: {e}") from None
+        raw_meta = meta_file.read_bytes()
+        meta = json.loads(gzip.decompress(raw_meta) if meta_file.suffix == ".gz" else raw_meta)
+    except (ValueError, UnicodeDecodeError, OSError, EOFError) as e:
+        raise EvalError(f"{meta_file} is not valid (gzipped) JSON: {e}") from None
     rec_file = p / (meta.get("records") or {}).get("file", RECORDS_FILE)
     if not rec_file.is_file() and (p / LEGACY_RECORDS).is_file():
         rec_file = p / LEGACY_RECORDS

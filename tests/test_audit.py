@@ -378,13 +378,13 @@ def test_export_bundle(reg, two, tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert res["n_records"] == 20 and [x["run"] for x in res["runs"]] == [b, m]
-    assert sorted(p.name for p in out.iterdir()) == ["records.jsonl.gz", "runs.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["records.jsonl.gz", "runs.json.gz"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "export.csv", "home"]  # no temp dir left
     lines = [json.loads(x) for x in gzip.decompress((out / "records.jsonl.gz").read_bytes()).decode().splitlines()]
     assert len(lines) == 20 and {x["run_id"] for x in lines} == {b, m}
     assert {(x["task"], x["query_id"], x["correct"]) for x in lines if x["run_id"] == m} == {
         (t, f"q{i}", c) for t, cs in METH_C.items() for i, c in enumerate(cs)}
-    meta = json.loads((out / "runs.json").read_text())
+    meta = json.loads(gzip.decompress((out / "runs.json.gz").read_bytes()))
     assert [x["id"] for x in meta["runs"]] == [b, m]
     assert meta["runs"][1]["config"]["tasks"] == list(METH_C) and meta["runs"][1]["summary"]["macro_accuracy"] == 0.5
     assert meta["records"]["n"] == 20 and meta["records"]["sha256"] == res["records_sha256"]
@@ -415,8 +415,8 @@ def test_import_bundle_keeps_what_is_there_and_refuses_a_tampered_one(reg, two, 
     other = Registry()
     assert [x["id"] for x in other.runs()] == [b, m] and len(other.records(m)) == 10
     assert other.run(m)["summary"]["macro_accuracy"] == 0.5
-    meta = json.loads((out / "runs.json").read_text())
+    meta = json.loads(gzip.decompress((out / "runs.json.gz").read_bytes()))
     meta["records"]["sha256"] = "0" * 64
-    (out / "runs.json").write_text(json.dumps(meta))
+    (out / "runs.json.gz").write_bytes(gzip.compress(json.dumps(meta).encode()))
     r = runner.invoke(app, ["audit", "import", str(out)])
     assert r.exit_code == 1 and "does not match the sha256" in r.stderr

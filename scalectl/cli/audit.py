@@ -168,14 +168,14 @@ def import_cmd(
 
 @app.command("export")
 def export_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="The bundle directory (records.jsonl.gz, runs.json).", file_okay=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The bundle directory (records.jsonl.gz, runs.json.gz).", file_okay=False)],
     runs: Annotated[Optional[str], typer.Option("--runs", help="Comma-separated run ids / method names. Default: every done run.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing non-empty --out.")] = False,
     as_json: JsonOpt = False,
     csv_path: CsvOpt = None,
     wide: WideOpt = False,
 ) -> None:
-    """Write a replication bundle: every record of the runs (records.jsonl.gz) and their configs and summaries (runs.json)."""
+    """Write a replication bundle: every record of the runs (records.jsonl.gz) and their configs and summaries (runs.json.gz)."""
     from .. import report
     from ..audit import split_specs
     from ..bundle import export, select_runs
