@@ -314,7 +314,8 @@ def compute(data: dict[str, Any]) -> dict[str, Any]:
         names, acc, n = audit.task_accuracy(correct[r.key], t)
         row_out = {"macro": float(acc.mean()), "per_task": {str(a): float(b) for a, b in zip(names, acc)},
                    "vs_ilc": vs(r.key, "ilc"), "vs_zero": vs(r.key, "zero-shot"), "vs_lasrc": vs(r.key, "lasrc"),
-                   "cost": data["rows"][r.key]["cost"], "runs": data["rows"][r.key]["runs"]}
+                   "vs_lin": vs(r.key, "ilc-linear"), "cost": data["rows"][r.key]["cost"], "runs": data["rows"][r.key]["runs"],
+                   "geometry": data["rows"][r.key].get("geometry")}
         out["rows"][r.key] = row_out
     # identical outputs between the matched merges (the demo found lasrc == linear on every query)
     out["same_outputs_as_ilc"] = {}
@@ -322,6 +323,10 @@ def compute(data: dict[str, Any]) -> dict[str, Any]:
         ilc = data["rows"]["ilc"]["records"]
         out["same_outputs_as_ilc"] = {r.key: sum(data["rows"][r.key]["records"][k].raw_output == ilc[k].raw_output
                                                  for k in keys) for r in shown}
+    out["same_outputs_as_linear"] = None
+    if "ilc-linear" in data["rows"] and "lasrc" in data["rows"]:
+        lin, las = data["rows"]["ilc-linear"]["records"], data["rows"]["lasrc"]["records"]
+        out["same_outputs_as_linear"] = sum(las[k].raw_output == lin[k].raw_output for k in keys)
     out["any_view_correct"] = None
     sc = data["rows"]["scale"]["records"] if "scale" in data["rows"] else {}
     if sc and all(sc[k].views is not None for k in keys):
@@ -394,6 +399,11 @@ def findings(res: dict[str, Any]) -> list[str]:
         out.append(f"LASRC against iLoRAComp (the matched merge test): {_d(lasrc['delta'])} points, flips "
                    f"{lasrc['i2c']}/{lasrc['c2i']}/{lasrc['unchanged']}, p {_p(lasrc['p'])}, CI {_ci(lasrc)}; "
                    f"{res['same_outputs_as_ilc']['lasrc']} of {res['n_queries']} outputs are identical to ilc's.")
+    if has("lasrc", "ilc-linear"):
+        lin = rows["lasrc"]["vs_lin"]
+        out.append(f"LASRC against iLoRAComp-linear (the same weights and anchor: residualization alone): "
+                   f"{_d(lin['delta'])} points, flips {lin['i2c']}/{lin['c2i']}/{lin['unchanged']}, p {_p(lin['p'])}; "
+                   f"{res['same_outputs_as_linear']} of {res['n_queries']} outputs are identical.")
     others = [r for r in deploy if r.key != "ilc"]
     if has("ilc") and others:
         beat_ilc = [r.title for r in others if rows[r.key]["vs_ilc"]["p"] < 0.05 and rows[r.key]["vs_ilc"]["delta"] > 0]
