@@ -20,7 +20,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import AdapterError
 from .fsutil import atomic_dir, sha256_file
@@ -141,7 +141,7 @@ def read_config(path: Path) -> dict[str, Any]:
     for key in ("r", "lora_alpha"):
         v = cfg.get(key)
         if not _positive_number(v, integer=key == "r"):
-            what = "a positive integer" if key == "r" else "a positive finite number"
+            what = "a positive integer (below 2**63)" if key == "r" else "a positive finite number"
             raise AdapterError(f"{cfg_path}: '{key}' must be {what}, got {v!r}")
     for key, integer in (("rank_pattern", True), ("alpha_pattern", False)):
         pat = cfg.get(key)
@@ -151,16 +151,37 @@ def read_config(path: Path) -> dict[str, Any]:
                                                 for k, v in pat.items()):
             raise AdapterError(f"{cfg_path}: '{key}' must map module names to positive "
                                f"{'integers' if integer else 'finite numbers'}, got {pat!r}"[:300])
+        for k in pat:  # PEFT matches the keys as regular expressions against module names
+            try:
+                re.compile(rf"(.*\.)?({k})$")
+            except (re.error, RecursionError, OverflowError) as e:
+                raise AdapterError(f"{cfg_path}: '{key}' key {k!r} is not a valid regular expression ({e})"[:300]
+                                   ) from None
     return cfg
+
+
+def not_unicode(obj: Any) -> bool:
+    """Whether ``obj`` (parsed JSON, a registry row) holds text that is not valid Unicode: a lone surrogate, which a
+    JSON ``"\\ud800"`` escape or a non-UTF-8 byte in a path or an argument becomes in Python. SQLite cannot store it
+    and a UTF-8 terminal cannot print it."""
+    try:
+        json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _positive_number(v: Any, integer: bool = False) -> bool:
     """A JSON number that is finite and > 0 (an integer where ``integer``); bools are not numbers here."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return False
-    if integer and not (isinstance(v, int) or float(v).is_integer()):
+    try:
+        f = float(v)  # an integer beyond a float's range (JSON allows 1e400 written out) is no usable number either
+    except OverflowError:
         return False
-    return math.isfinite(v) and v > 0
+    if integer and not ((isinstance(v, int) or f.is_integer()) and v < 2 ** 63):  # a rank SQLite can store
+        return False
+    return math.isfinite(f) and f > 0
 
 
 def read_safetensors_header(path: Path) -> dict[str, dict[str, Any]]:
@@ -182,6 +203,8 @@ def read_safetensors_header(path: Path) -> dict[str, dict[str, Any]]:
         raise AdapterError(f"{path}: corrupt safetensors header (not JSON)") from None
     if not isinstance(header, dict):
         raise AdapterError(f"{path}: corrupt safetensors header")
+    if not_unicode(header):
+        raise AdapterError(f"{path}: corrupt safetensors header (text that is not valid Unicode)")
     header.pop("__metadata__", None)
     data_len = size - 8 - n
     end_max = 0
@@ -285,6 +308,8 @@ def inspect_adapter(path: str | os.PathLike, allow_pickle: bool = False, hash_fi
         a, b = g["A"], g["B"]
         if len(a) != 2 or len(b) != 2:
             raise AdapterError(f"{weight_file}: module {name}: factors must be 2-D, got A{a} B{b}")
+        if 0 in (*a, *b):  # no bytes at all, whatever the other dimension claims (rank 2**40 would not load)
+            raise AdapterError(f"{weight_file}: module {name}: empty factors A{tuple(a)} B{tuple(b)}")
         rk = _pattern_key(rank_pattern, name)
         mr = int(rank_pattern[rk]) if rk else r
         ak = _pattern_key(alpha_pattern, name)
@@ -429,6 +454,8 @@ def save_adapter(
     overwrite: bool = False,
     metadata: dict[str, Any] | None = None,
     extra_files: dict[str, str] | None = None,
+    before_replace: Callable[[], None] | None = None,
+    after_replace: Callable[[], None] | None = None,
 ) -> Path:
     """Write a factor set as a PEFT LoRA directory, atomically.
 
@@ -436,7 +463,8 @@ def save_adapter(
     with per-module ranks in ``rank_pattern``/``alpha_pattern``, so any mix of ranks
     (e.g. a rank-sum(r) composition) loads with ``PeftModel.from_pretrained``.
     ``target_modules`` is an exact full-match regex over the written modules, so PEFT
-    attaches LoRA to exactly these modules and no others.
+    attaches LoRA to exactly these modules and no others. ``before_replace`` / ``after_replace``: as
+    :func:`~scalectl.fsutil.atomic_dir` (compose registers the output in them, under the output's lock).
     """
     if not A:
         raise AdapterError("nothing to write: the factor set has no modules")
@@ -478,7 +506,7 @@ def save_adapter(
     st_meta = {"format": "pt"}
     if metadata:
         st_meta["scalectl"] = json.dumps(metadata, sort_keys=True)
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, before_replace=before_replace, after_replace=after_replace) as tmp:
         (tmp / CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")
         write_safetensors(tmp / SAFETENSORS_NAME, tensors, st_meta)
         for fname, text in (extra_files or {}).items():

@@ -8,6 +8,7 @@ largest input rank) with the relative Frobenius error of every module recorded.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -272,6 +273,18 @@ def _registration(reg, pool: str, out: str | Path, name: str | None, replace: bo
     return reg_name
 
 
+def _unregister(reg, pool: str, name: str, out: str | Path) -> None:
+    """Drop the row ``out`` was registered under by an earlier compose (its files are replaced or gone); a row of
+    that name registered from another path is left to ``add_sources(replace=True)``."""
+    path = str(Path(out).resolve())
+    with reg.transaction() as db:
+        ids = [r["id"] for r in db.query("select id from adapters where pool = ? and name = ? and path = ?",
+                                         [pool, name, path])]
+        for aid in ids:
+            db.execute("delete from examples where adapter_id = ?", [aid])
+            db.execute("delete from adapters where id = ?", [aid])
+
+
 @functools.lru_cache(maxsize=1)
 def _dense_merges() -> dict[str, Callable[..., Any]]:
     """Each dense operator's merge of one module's stack ``d`` (K, d_out, d_in) with weights ``w`` and its resolved
@@ -342,8 +355,10 @@ def provenance(comp: Composition, seed: int | None, rank: int, errors: dict[str,
 
 
 def write_adapter(comp: Composition, out: str | Path, rank: int | None = None, overwrite: bool = False,
-                  extra: dict[str, Any] | None = None) -> tuple[dict[str, float], int]:
-    """Write the composition as a PEFT directory (atomically); return (per-module SVD errors, rank)."""
+                  extra: dict[str, Any] | None = None, before_replace: Callable[[], None] | None = None,
+                  after_replace: Callable[[], None] | None = None) -> tuple[dict[str, float], int]:
+    """Write the composition as a PEFT directory (atomically); return (per-module SVD errors, rank).
+    ``before_replace`` / ``after_replace``: as :func:`~scalectl.fsutil.atomic_dir`."""
     import torch
 
     from .adapters import save_adapter
@@ -368,7 +383,8 @@ def write_adapter(comp: Composition, out: str | Path, rank: int | None = None, o
                  base_model=inp.base_model, task_type=task_type, overwrite=overwrite,
                  metadata={"operator": comp.spec.name, "scalectl_version": __version__},
                  extra_files={PROVENANCE_FILE: json.dumps(prov, indent=2, default=str) + "\n",
-                              "scalectl.json": json.dumps(sidecar, indent=2, default=str) + "\n"})
+                              "scalectl.json": json.dumps(sidecar, indent=2, default=str) + "\n"},
+                 before_replace=before_replace, after_replace=after_replace)
     return errors, rank_out
 
 
@@ -441,19 +457,29 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
     # that cannot load or does not fit leaves no --out behind and registers nothing.
     merged = merged_backbone(comp, base) if merge_into is not None else None
     written: list[Path] = []
+    hooks: dict[str, Callable[[], None]] = {}
+    if reg_name is not None:
+        # Under the output's lock: the row of the files being replaced goes before they change, the new row right
+        # after they are in place (a failure there removes them again), so a row never describes other files than
+        # its own, whenever this process is killed, and a concurrent writer of the same --out cannot interleave.
+        def _register() -> None:
+            nonlocal registered
+            res = reg.add_sources([str(out)], pool=inp.pool, name=reg_name, replace=True)
+            registered = f"{res.pool}:{res.added[0]['name']}"
+
+        hooks = {"before_replace": lambda: _unregister(reg, inp.pool, reg_name, out), "after_replace": _register}
     try:
-        if out is not None:
-            errors, rank_out = write_adapter(comp, out, rank=rank, overwrite=overwrite)
-            written.append(Path(out))
         if merged is not None:
             save_merged(merged, comp, merge_into, overwrite=overwrite)
             written.append(Path(merge_into))
-        if reg_name is not None:
-            res = reg.add_sources([str(out)], pool=inp.pool, name=reg_name, replace=True)
-            registered = f"{res.pool}:{res.added[0]['name']}"
+        if out is not None:  # written (and registered) last: once it is in place, nothing of this compose can fail
+            errors, rank_out = write_adapter(comp, out, rank=rank, overwrite=overwrite, **hooks)
     except BaseException:
         for p in written:  # written but not registered: nothing of this compose may stay behind
             shutil.rmtree(p, ignore_errors=True)
+        if reg_name is not None and not Path(out).exists():  # a row left of files that are gone
+            with contextlib.suppress(Exception):
+                _unregister(reg, inp.pool, reg_name, out)
         raise
     return ComposeResult(
         out=str(out) if out else None, merged_model=str(merge_into) if merge_into else None, merger=spec.name,

@@ -15,7 +15,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import ScalectlError
 
@@ -154,13 +154,18 @@ def _exclusive(target: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(target: str | os.PathLike, overwrite: bool = False, before_replace: Callable[[], None] | None = None,
+               after_replace: Callable[[], None] | None = None) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; on success rename it into place.
 
     One writer at a time (an exclusive lock on the target); ``overwrite`` is checked again at the rename, so a
     directory that appeared meanwhile is never replaced without it. On any exception (KeyboardInterrupt
     included) the temporary directory is removed, so no partial output is ever visible at ``target``; the
     temporaries a killed writer left beside it are removed (and reported) by the next write.
+
+    ``before_replace`` and ``after_replace`` run with the lock held, right before and right after the new directory
+    is renamed into place (a registry row of the output dropped before its files change, and written after them):
+    a failure or a signal in ``after_replace`` removes the output again, so it stays only once both succeeded.
     """
     target = Path(target)
     if target.exists() and not overwrite:
@@ -177,6 +182,7 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
         except OSError as e:  # a name too long for the file system, a read-only directory, ...
             raise ScalectlError(f"cannot write {target}: {e.strerror or e}") from None
+        placed = False
         try:
             os.chmod(tmp, dir_mode())  # mkdtemp makes it private; the output is an ordinary directory
             yield tmp
@@ -184,15 +190,23 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
             apply_umask_modes(tmp)
             if target.exists() and not overwrite:  # appeared while we wrote
                 raise ScalectlError(f"output directory {target} appeared while writing; pass --overwrite to replace it")
+            if before_replace is not None:
+                before_replace()
             if target.exists():
                 old = target.with_name(f".{target.name}.old-{os.getpid()}")
                 os.replace(target, old)
                 os.replace(tmp, target)
+                placed = True
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(tmp, target)
+                placed = True
+            if after_replace is not None:
+                after_replace()
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if placed and after_replace is not None:  # in place, but what had to follow it did not happen
+                shutil.rmtree(target, ignore_errors=True)
             raise
 
 

@@ -54,15 +54,20 @@ def _is_str_list(v: Any) -> bool:
 def _is_positive(v: Any) -> bool:
     import math
 
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:  # an integer beyond a float's range (r = 1e400 written out) is no usable number either
+        return math.isfinite(float(v)) and v > 0
+    except OverflowError:
+        return False
 
 
 # What each entry field must be (a manifest is user input: "tags = 'qa'" must not become ['q', 'a'])
 FIELD_TYPES: dict[str, tuple[Any, str]] = {
     "name": (_is_str, "a string"), "source": (_is_str, "a string"), "source_task": (_is_str, "a string"),
     "description": (_is_str, "a string"), "tags": (_is_str_list, "a list of strings"),
-    "examples_file": (_is_str, "a string"), "r": (lambda v: _is_positive(v) and float(v).is_integer(),
-                                                  "a positive integer"),
+    "examples_file": (_is_str, "a string"), "r": (lambda v: _is_positive(v) and float(v).is_integer() and v < 2 ** 63,
+                                                  "a positive integer (below 2**63)"),
     "lora_alpha": (_is_positive, "a positive finite number"),
     "target_modules": (lambda v: _is_str(v) or _is_str_list(v), "a string or a list of strings"),
     "base_model": (_is_str, "a string"), "task_type": (_is_str, "a string"),
@@ -104,6 +109,8 @@ class Manifest:
 
 def _norm_source(src: str, root: Path) -> str:
     src = src.strip()
+    if "\x00" in src:  # no path or hub id holds one (os.stat would raise ValueError on it)
+        raise ManifestError(f"source {src!r} holds a NUL byte; it is no path or hub id"[:300])
     if src.startswith(HUB_PREFIX):
         return src
     p = Path(src).expanduser()
@@ -182,9 +189,12 @@ def load_manifest(path: str | Path) -> Manifest:
     for key in ("pool", "base_model", "description"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise ManifestError(f"{path}: {key!r} must be a string, got {data[key]!r}"[:300])
+    unresolved = data.get("unresolved") or []
+    if not isinstance(unresolved, list) or not all(isinstance(u, dict) for u in unresolved):
+        raise ManifestError(f"{path}: 'unresolved' must be a list of tables (name, note), got {unresolved!r}"[:300])
     meta = {k: v for k, v in data.items() if k not in ("adapters", "defaults", "unresolved", "pool", "base_model", "description")}
     return Manifest(path=path, entries=entries, pool=data.get("pool"), base_model=data.get("base_model"),
-                    description=data.get("description"), unresolved=list(data.get("unresolved") or []), meta=meta)
+                    description=data.get("description"), unresolved=list(unresolved), meta=meta)
 
 
 def _check_examples(ex: Any, where: str) -> None:

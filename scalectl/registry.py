@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import paths
-from .adapters import AdapterInfo, LoraFactors, inspect_adapter, load_factors
+from .adapters import AdapterInfo, LoraFactors, inspect_adapter, load_factors, not_unicode
 from .backbone import same_base
 from .errors import AdapterError, IntegrityError, RegistryError
 from .fsutil import sha256_file
 from .hub import HUB_PREFIX, is_hub_ref, parse_hub_ref, snapshot
-from .manifest import Manifest, ManifestEntry
+from .manifest import Manifest, ManifestEntry, _check_examples, _check_types
 
 DEFAULT_POOL = "default"
 # ASCII only, the whole string (fullmatch: "$" alone would let a trailing newline through): no look-alikes
@@ -61,8 +61,11 @@ def _config_changed(row: dict[str, Any]) -> str | None:
 def valid_name(s: str) -> bool:
     """An adapter or pool name: ASCII letters, digits, ``_ . + -``, starting with a letter or digit, nothing else."""
     return isinstance(s, str) and NAME_RE.fullmatch(s) is not None
+_NOT_UNICODE = ("holds text that is not valid Unicode (a lone surrogate such as a JSON \\ud800 escape, or a non-UTF-8 "
+                "byte in a path or an argument)")
 JSON_COLS = ("rank_pattern", "alpha_pattern", "target_modules", "tags", "provenance")
 SIDECAR = "scalectl.json"  # optional metadata beside an adapter: description, source_task, tags, examples
+SIDECAR_FIELDS = ("name", "description", "source_task", "tags", "provenance")  # what registering reads of it
 
 
 def _now() -> str:
@@ -219,9 +222,15 @@ def _sidecar(path: Path) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(f.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AdapterError(f"{f}: not valid JSON ({e})") from None
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    # user input like a manifest entry: "tags": "qa" must not become ['q', 'a'], "examples": [null] not a crash
+    _check_types({k: v for k, v in data.items() if k in SIDECAR_FIELDS and v is not None}, str(f))
+    if data.get("examples") is not None:
+        _check_examples(data["examples"], str(f))
+    return data
 
 
 def _set_wal(conn: sqlite3.Connection, wait: float = 60.0) -> None:
@@ -454,15 +463,18 @@ class Registry:
         """Register candidates in one transaction: all of them, or (on any error) none."""
         pool = pool or DEFAULT_POOL
         if not valid_name(pool):
-            raise RegistryError(f"invalid pool name {pool!r}: use letters, digits, '.', '_', '-', '+'")
+            raise RegistryError(f"invalid pool name {ascii(pool)}: use letters, digits, '.', '_', '-', '+'")
         warnings: list[str] = []
         seen: set[str] = set()
         for c in candidates:
             if not valid_name(c.name):
-                raise RegistryError(f"invalid adapter name {c.name!r}: use letters, digits, '.', '_', '-', '+'")
+                raise RegistryError(f"invalid adapter name {ascii(c.name)}: use letters, digits, '.', '_', '-', '+'")
             if c.name in seen:
                 raise RegistryError(f"adapter name {c.name!r} appears twice in this call; give distinct names")
             seen.add(c.name)
+        bases = [base_model, pool_description] + [c.base_model for c in candidates]
+        if not_unicode(bases):
+            raise RegistryError(f"the base model or pool description {_NOT_UNICODE}")
         added: list[int] = []
         with self.transaction() as db:
             prow = next(iter(db["pools"].rows_where("name = ?", [pool])), None)
@@ -493,6 +505,10 @@ class Registry:
                     db.execute("delete from examples where adapter_id = ?", [existing[0]["id"]])
                     db.execute("delete from adapters where id = ?", [existing[0]["id"]])
                 row = self._row(c, pool, tags)
+                bad = [k for k, v in _decode(row).items() if not_unicode(v)] or (["examples"] if not_unicode(
+                    c.examples) else [])
+                if bad:
+                    raise RegistryError(f"{c.name}: {', '.join(bad)} {_NOT_UNICODE}")
                 aid = db["adapters"].insert(row).last_pk
                 if c.examples:
                     db["examples"].insert_all(
@@ -511,7 +527,8 @@ class Registry:
         row: dict[str, Any] = {
             "pool": pool, "name": c.name, "source": c.source, "source_kind": c.source_kind, "status": c.status,
             "revision": c.revision, "source_task": f.get("source_task"), "description": f.get("description"),
-            "tags": json.dumps(all_tags), "provenance": json.dumps(f.get("provenance")) if f.get("provenance") else None,
+            "tags": json.dumps(all_tags),  # (a TOML manifest's provenance may hold dates: written as text)
+            "provenance": json.dumps(f.get("provenance"), default=str) if f.get("provenance") else None,
             "created": _now(),
         }
         i = c.info
