@@ -95,7 +95,19 @@ class Method:
 
     def compute(self, ctx, cfg: MethodConfig, task, queries, view: str | None, decoding: Decoding,
                 progress: Progress) -> UnitOutput:
-        raise NotImplementedError
+        """Plan the task (:meth:`plan`) and decode each group of its queries with its composed update."""
+        from .plan import decode_plan
+
+        plan = self.plan(ctx, cfg, task, queries, progress)
+        outs = decode_plan(ctx, plan, queries, decoding, progress)
+        return UnitOutput(outs, [plan.path_record(i) for i in range(len(queries))], plan.summary())
+
+    def plan(self, ctx, cfg: MethodConfig, task, queries, progress: Progress):
+        """The task's plan: no groups, so every query is decoded with the base model (a method that composes
+        overrides this)."""
+        from .plan import new_plan
+
+        return new_plan(task, self.name)
 
     def combine(self, cfg: MethodConfig, task, queries, outputs: dict[str | None, UnitOutput]) -> TaskOutput:
         [out] = outputs.values()
@@ -106,14 +118,4 @@ class Method:
 
 
 class GroupMethod(Method):
-    """A method whose plan is a set of groups decoded with their composed updates: plan, then decode."""
-
-    def plan(self, ctx, cfg: MethodConfig, task, queries, progress: Progress):
-        raise NotImplementedError
-
-    def compute(self, ctx, cfg, task, queries, view, decoding, progress):
-        from .plan import decode_plan
-
-        plan = self.plan(ctx, cfg, task, queries, progress)
-        outs = decode_plan(ctx, plan, queries, decoding, progress)
-        return UnitOutput(outs, [plan.path_record(i) for i in range(len(queries))], plan.summary())
+    """A method whose plan is a set of groups decoded with their composed updates: it overrides :meth:`plan`."""
