@@ -273,18 +273,6 @@ def _registration(reg, pool: str, out: str | Path, name: str | None, replace: bo
     return reg_name
 
 
-def _unregister(reg, pool: str, name: str, out: str | Path) -> None:
-    """Drop the row ``out`` was registered under by an earlier compose (its files are replaced or gone); a row of
-    that name registered from another path is left to ``add_sources(replace=True)``."""
-    path = str(Path(out).resolve())
-    with reg.transaction() as db:
-        ids = [r["id"] for r in db.query("select id from adapters where pool = ? and name = ? and path = ?",
-                                         [pool, name, path])]
-        for aid in ids:
-            db.execute("delete from examples where adapter_id = ?", [aid])
-            db.execute("delete from adapters where id = ?", [aid])
-
-
 @functools.lru_cache(maxsize=1)
 def _dense_merges() -> dict[str, Callable[..., Any]]:
     """Each dense operator's merge of one module's stack ``d`` (K, d_out, d_in) with weights ``w`` and its resolved
@@ -467,7 +455,7 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
             res = reg.add_sources([str(out)], pool=inp.pool, name=reg_name, replace=True)
             registered = f"{res.pool}:{res.added[0]['name']}"
 
-        hooks = {"before_replace": lambda: _unregister(reg, inp.pool, reg_name, out), "after_replace": _register}
+        hooks = {"before_replace": lambda: reg.forget_output(inp.pool, reg_name, out), "after_replace": _register}
     try:
         if merged is not None:
             save_merged(merged, comp, merge_into, overwrite=overwrite)
@@ -479,7 +467,7 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
             shutil.rmtree(p, ignore_errors=True)
         if reg_name is not None and not Path(out).exists():  # a row left of files that are gone
             with contextlib.suppress(Exception):
-                _unregister(reg, inp.pool, reg_name, out)
+                reg.forget_output(inp.pool, reg_name, out)
         raise
     return ComposeResult(
         out=str(out) if out else None, merged_model=str(merge_into) if merge_into else None, merger=spec.name,

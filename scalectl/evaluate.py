@@ -345,7 +345,11 @@ class PreparedRun:
                                      seconds=round(out.seconds, 3)))
 
     def fail(self, e: BaseException) -> None:
-        self.reg.finish_run(self.run_id, "failed", error=f"{type(e).__name__}: {e}"[:500])
+        """Close the run: ``interrupted`` on Ctrl-C or a terminating signal, else ``failed`` with the error."""
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            self.reg.finish_run(self.run_id, "interrupted", error=f"{type(e).__name__}: stopped before it finished")
+        else:
+            self.reg.finish_run(self.run_id, "failed", error=f"{type(e).__name__}: {e}"[:500])
 
     def finish(self, extra: dict[str, Any] | None = None) -> EvalResult:
         if len(self.scores) != len(self.plan):

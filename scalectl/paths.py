@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import ScalectlError
+
 ENV_HOME = "SCALECTL_HOME"
 
 
@@ -17,7 +19,15 @@ def home() -> Path:
         import platformdirs
 
         p = Path(platformdirs.user_data_dir("scalectl", appauthor=False))
-    p.mkdir(parents=True, exist_ok=True)
+    where = f"{ENV_HOME}={env}" if env else f"the scalectl home {p}"
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ScalectlError(f"{where} is not a directory (a file is in the way); set {ENV_HOME} to a directory"
+                            ) from None
+    except PermissionError:
+        raise ScalectlError(f"cannot create {where}: permission denied; set {ENV_HOME} to a writable directory"
+                            ) from None
     return p
 
 

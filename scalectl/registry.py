@@ -564,6 +564,17 @@ class Registry:
             db.execute("delete from adapters where id = ?", [row["id"]])
         return row
 
+    def forget_output(self, pool: str, name: str, out: str | Path) -> None:
+        """Drop the row ``pool:name`` registered from the directory ``out`` (an output whose files are about to be
+        replaced, or are gone); a row of that name registered from another path is left alone."""
+        path = str(Path(out).resolve())
+        with self.transaction() as db:
+            ids = [r["id"] for r in db.query("select id from adapters where pool = ? and name = ? and path = ?",
+                                             [pool, name, path])]
+            for aid in ids:
+                db.execute("delete from examples where adapter_id = ?", [aid])
+                db.execute("delete from adapters where id = ?", [aid])
+
     def verify(self, pool: str | None = None) -> list[VerifyResult]:
         """Re-hash every registered weight file; record and return the status of each."""
         results = []

@@ -181,6 +181,11 @@ def peft_model(model, lcfg):
         return get_peft_model(model, lcfg)
 
 
+def _register(reg, res: TrainResult, out: Path, pool: str) -> None:
+    r = reg.add_sources([str(out)], pool=pool, replace=True)
+    res.registered = f"{r.pool}:{res.name}"
+
+
 def command_line(cfg: TrainConfig, name: str | None, pool: str | None, out: str | None = None) -> str:
     parts = ["scalectl", "pool", "train", "--skill", cfg.skill]
     if cfg.base:
@@ -340,21 +345,22 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
             "examples": [{"input": e["input"], "output": e["target"]} for e in train_ex[:10]],
             "provenance": provenance,
         }
+        res = TrainResult(name=name, pool=pool if register else None, path=str(out), skill=skill.name,
+                          steps=cfg.steps, best_step=best[1], heldout_loss_base=loss0, heldout_loss_best=best[0],
+                          heldout_em_base=em_base, heldout_em_best=em_best, seconds=round(seconds, 2),
+                          seconds_per_step=round(train_s / cfg.steps, 3), device=bb.device, curve=curve)
         lcfg_out = pm.peft_config["default"]
         lcfg_out.base_model_name_or_path = base_id
         lcfg_out.inference_mode = True  # as PeftModel.save_pretrained writes it
-        with atomic_dir(out, overwrite=overwrite) as tmp:
+        # registered under the output's lock: the old row goes before its files change, the new one right after
+        # they are in place (a failure there removes them again), so no row ever describes other files
+        hooks = {"before_replace": lambda: reg.forget_output(pool, name, out),
+                 "after_replace": lambda: _register(reg, res, out, pool)} if register else {}
+        with atomic_dir(out, overwrite=overwrite, **hooks) as tmp:
             lcfg_out.save_pretrained(str(tmp))
             save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
             (tmp / "scalectl.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
     finally:
         pm.unload()  # the backbone is left as it was (LoRA layers removed)
         model.eval()
-    res = TrainResult(name=name, pool=pool if register else None, path=str(out), skill=skill.name, steps=cfg.steps,
-                      best_step=best[1], heldout_loss_base=loss0, heldout_loss_best=best[0], heldout_em_base=em_base,
-                      heldout_em_best=em_best, seconds=round(seconds, 2), seconds_per_step=round(train_s / cfg.steps, 3),
-                      device=bb.device, curve=curve)
-    if register:
-        r = reg.add_sources([str(out)], pool=pool, replace=True)
-        res.registered = f"{r.pool}:{name}"
     return res

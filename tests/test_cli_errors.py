@@ -243,7 +243,8 @@ def test_a_garbage_registry_or_home_is_one_line(tmp_path, monkeypatch):
     assert "registry" in err
     (tmp_path / "afile").write_text("x")
     monkeypatch.setenv("SCALECTL_HOME", str(tmp_path / "afile"))
-    _one_line(runner.invoke(app, ["pool", "list"]))
+    err = _one_line(runner.invoke(app, ["pool", "list"]))
+    assert "afile is not a directory" in err and "set SCALECTL_HOME" in err, err
 
 
 def test_compose_never_touches_a_row_it_did_not_create(adapter_copy, tmp_path, monkeypatch):

@@ -134,3 +134,37 @@ def test_train_path_emits_no_future_warning(tmp_path, llama_base):
         warnings.simplefilter("error", FutureWarning)  # overrides the suite's ignore::FutureWarning
         res = train_skill(_cfg(llama_base, steps=1, eval_every=1), register=False, out=tmp_path / "fw", bb=bb)
     assert res.steps == 1 and (tmp_path / "fw" / "adapter_model.safetensors").is_file()
+
+
+def test_retrain_overwrite_never_leaves_a_row_of_other_files(tmp_path, llama_base, monkeypatch):
+    """--overwrite of a registered output: while the new files go in place the old row is gone (never a row whose
+    sha256 describes other files), and a failure before the new row is written removes the new files again."""
+    import scalectl.registry as registry
+    from scalectl.backbone import load_backbone
+
+    bb = load_backbone(str(llama_base), device="cpu")
+    out = tmp_path / "bool"
+    train_skill(_cfg(llama_base, steps=1), pool="tiny-skills", out=out, bb=bb)
+    first = Registry().find("tiny-skills:boolean-expressions")["sha256"]
+    seen = []
+    orig = registry.Registry.add_sources
+
+    def spy(self, *a, **k):  # the moment the new files are in place, before the new row
+        seen.append([r["sha256"] for r in Registry().list(pool="tiny-skills")])
+        return orig(self, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(registry.Registry, "add_sources", spy)
+        train_skill(_cfg(llama_base, steps=2, seed=9), pool="tiny-skills", out=out, bb=bb, overwrite=True)
+    assert seen == [[]]
+    row = Registry().find("tiny-skills:boolean-expressions")
+    assert row["sha256"] != first and [v.status for v in Registry().verify("tiny-skills")] == ["ok"]
+
+    def fails(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(registry.Registry, "add_sources", fails)
+        with pytest.raises(KeyboardInterrupt):
+            train_skill(_cfg(llama_base, steps=1, seed=5), pool="tiny-skills", out=out, bb=bb, overwrite=True)
+    assert not out.exists() and Registry().list(pool="tiny-skills") == []

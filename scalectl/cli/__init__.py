@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import ScalectlError
+from ..entry import INTERRUPTED
 
 OPTIONAL_VALUE = {"--ray": "local"}  # options whose value may be left out: ``--ray`` alone means ``--ray local``
 
@@ -94,7 +95,7 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             from .. import report
 
-            report.error("interrupted; nothing was left half-written")
+            report.error(INTERRUPTED)
             raise typer.Exit(130) from None
 
 
@@ -174,6 +175,3 @@ app.command("compose")(_compose.compose)
 app.command("demo")(_demo.demo)
 app.command("report")(_report_cmd.report_cmd)
 
-
-def main() -> None:
-    app()
