@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import __version__
 from .adapters import LoraFactors
 from .backbone import same_base
+from .errors import ParameterError
+from .lowrank import LowRank, LowRankSpec, compress
 from .merge.table import MergeError, MergerSpec, resolve_merger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -293,17 +295,6 @@ def _dense_merges() -> dict[str, Callable[..., Any]]:
 
 
 
-def svd_truncate(delta: "torch.Tensor", rank: int) -> tuple["torch.Tensor", "torch.Tensor", float]:
-    """Best rank-``rank`` factors of ``delta`` (Eckart-Young): returns (A (k, d_in), B (d_out, k), relative error)."""
-    import torch
-
-    U, S, Vh = torch.linalg.svd(delta.to(torch.float32), full_matrices=False)
-    k = min(rank, S.numel())
-    total = float(S.pow(2).sum())
-    err = math.sqrt(max(float(S[k:].pow(2).sum()), 0.0) / total) if total > 0 else 0.0
-    return Vh[:k].contiguous(), (U[:, :k] * S[:k]).contiguous(), err
-
-
 @dataclass
 class ComposeResult:
     out: str | None
@@ -319,9 +310,11 @@ class ComposeResult:
     registered: str | None
     provenance: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    low_rank: dict[str, Any] | None = None  # what --rank / --max-error kept: the spec, errors and ranks summary
 
 
-def provenance(comp: Composition, seed: int | None, rank: int, errors: dict[str, float]) -> dict[str, Any]:
+def provenance(comp: Composition, seed: int | None, rank: int, errors: dict[str, float],
+               low: "LowRank | None" = None, lspec: LowRankSpec | None = None) -> dict[str, Any]:
     spec = comp.spec
     return {
         "scalectl_version": __version__,
@@ -338,32 +331,65 @@ def provenance(comp: Composition, seed: int | None, rank: int, errors: dict[str,
         "exact": comp.exact,
         "rank": rank,
         "svd_rel_error": errors or None,
+        "ranks": dict(low.ranks) if low is not None else None,
+        "low_rank": {**lspec.to_dict(), **low.summary()} if low is not None and lspec is not None else None,
         "blocks": comp.blocks,
     }
 
 
-def write_adapter(comp: Composition, out: str | Path, rank: int | None = None, overwrite: bool = False,
+def exported(comp: Composition, lowrank: LowRankSpec | None = None) -> tuple["LowRank | None", LowRankSpec | None]:
+    """What a written adapter holds: the exact factors (``None``), or the best approximation under ``lowrank``.
+    A factor composition is exact unless ``lowrank`` asks for less; a dense one is always approximated (by
+    default at the largest input rank), its SVD taken of the dense update."""
+    inp = comp.inputs
+    if comp.exact:
+        if lowrank is None or not lowrank.active:
+            return None, None
+        return compress({m: (comp.B[m], comp.A[m]) for m in comp.A}, None, lowrank), lowrank
+    if lowrank is None or not lowrank.active:
+        lowrank = LowRankSpec(rank=max(int(f.A[m].shape[0]) for f in inp.factors for m in inp.modules))
+    return compress(None, comp.dense, lowrank), lowrank
+
+
+def scored_deltas(comp: Composition, lowrank: LowRankSpec | None = None
+                  ) -> tuple[dict[str, "torch.Tensor"], "LowRank | None"]:
+    """The per-module update (float32) a run scores: the exact update, or under an active ``lowrank`` exactly
+    what :func:`write_adapter` writes with it (so what is served is what was scored)."""
+    import torch
+
+    if lowrank is not None and lowrank.active:
+        low, _ = exported(comp, lowrank)
+        return {m: low.delta(m) for m in low.A}, low
+    return {m: comp.delta(m).to(torch.float32) for m in comp.inputs.modules}, None
+
+
+def lowrank_note(low: LowRank, lowrank: LowRankSpec) -> str:
+    """One line on what a scored approximation kept (stored with a run's plan and printed)."""
+    s = low.summary()
+    asked = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in lowrank.to_dict().items() if v is not None)
+    ranks = f"rank {s['rank_max']}" if s["rank_min"] == s["rank_max"] else f"ranks {s['rank_min']}-{s['rank_max']}"
+    return (f"scored the low-rank approximation ({asked}): {ranks}, relative error max {s['max_rel_error']:.3g} "
+            f"mean {s['mean_rel_error']:.3g}")
+
+
+def write_adapter(comp: Composition, out: str | Path, lowrank: LowRankSpec | None = None, overwrite: bool = False,
                   extra: dict[str, Any] | None = None, before_replace: Callable[[], None] | None = None,
-                  after_replace: Callable[[], None] | None = None) -> tuple[dict[str, float], int]:
-    """Write the composition as a PEFT directory (atomically); return (per-module SVD errors, rank).
+                  after_replace: Callable[[], None] | None = None) -> tuple["LowRank | None", LowRankSpec | None]:
+    """Write the composition as a PEFT directory (atomically): exact, or under ``lowrank`` (:func:`exported`; per
+    module ranks go into ``rank_pattern``). Returns what :func:`exported` gave.
     ``before_replace`` / ``after_replace``: as :func:`~scalectl.fsutil.atomic_dir`."""
     import torch
 
     from .adapters import save_adapter
 
     inp = comp.inputs
-    errors: dict[str, float] = {}
-    if comp.exact:
-        A, B = comp.A, comp.B
-        rank_out = max(int(a.shape[0]) for a in A.values())
-    else:
-        asked = rank or max(int(f.A[m].shape[0]) for f in inp.factors for m in inp.modules)
-        A, B = {}, {}
-        for m in inp.modules:
-            A[m], B[m], errors[m] = svd_truncate(comp.dense[m], asked)
-        rank_out = max(int(a.shape[0]) for a in A.values())  # what was written: --rank 100000 is min(d_out, d_in)
+    low, lspec = exported(comp, lowrank)
+    A, B = (comp.A, comp.B) if low is None else (low.A, low.B)
+    rank_out = max(int(a.shape[0]) for a in A.values())  # what was written: --rank 100000 is the numerical rank
+    errors = dict(low.errors) if low is not None else {}
     task_type = next((r.get("task_type") for r in inp.rows if r.get("task_type")), None)
-    prov = provenance(comp, comp.spec.params.get("seed", (comp.spec.sdp or {}).get("seed")), rank_out, errors)
+    prov = provenance(comp, comp.spec.params.get("seed", (comp.spec.sdp or {}).get("seed")), rank_out, errors, low,
+                      lspec)
     prov.update(extra or {})
     sidecar = {"description": f"{comp.spec.name} composition of {', '.join(inp.names)}",
                "tags": [COMPOSED_TAG, comp.spec.name], "source_task": None, "provenance": prov}
@@ -373,7 +399,7 @@ def write_adapter(comp: Composition, out: str | Path, rank: int | None = None, o
                  extra_files={PROVENANCE_FILE: json.dumps(prov, indent=2, default=str) + "\n",
                               "scalectl.json": json.dumps(sidecar, indent=2, default=str) + "\n"},
                  before_replace=before_replace, after_replace=after_replace)
-    return errors, rank_out
+    return low, lspec
 
 
 def merged_backbone(comp: Composition, base: str | None = None):
@@ -419,7 +445,8 @@ def merge_into_base(comp: Composition, out: str | Path, base: str | None = None,
 
 def compose(reg, names: list[str], weights: list[float] | None = None, merger: str = "linear",
             params: dict[str, Any] | None = None, out: str | Path | None = None, merge_into: str | Path | None = None,
-            pool: str | None = None, rank: int | None = None, overwrite: bool = False, allow_partial: bool = False,
+            pool: str | None = None, rank: int | None = None, max_error: float | None = None,
+            overwrite: bool = False, allow_partial: bool = False,
             allow_pickle: bool = False, base: str | None = None, register: bool = True, name: str | None = None,
             replace: bool = False, progress: Callable[[int, int], None] | None = None) -> ComposeResult:
     """``scalectl compose``: load, check, merge, write (PEFT dir and/or merged model), register.
@@ -429,8 +456,7 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
     the output is registered removes what was written, so a failed compose leaves neither a directory nor a row."""
     if out is None and merge_into is None:
         raise MergeError("give --out DIR (a PEFT adapter) and/or --merge-into-base DIR (a merged model)")
-    if rank is not None and rank < 1:
-        raise MergeError(f"--rank must be >= 1, got {rank}")
+    lowrank = _lowrank(rank, max_error)
     spec = resolve_merger(merger, params)
     for target in (out, merge_into):
         if target is not None and Path(target).exists() and not overwrite:
@@ -438,8 +464,7 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
     inp = load_inputs(reg, names, pool, allow_partial=allow_partial, allow_pickle=allow_pickle)
     reg_name = _registration(reg, inp.pool, out, name, replace) if out is not None and register else None
     comp = compose_inputs(inp, weights, spec, progress=progress)
-    errors: dict[str, float] = {}
-    rank_out = 0
+    low = lspec = None
     registered = None
     # The merged model is built (base loaded, every module checked) before anything is written, so a base
     # that cannot load or does not fit leaves no --out behind and registers nothing.
@@ -461,7 +486,7 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
             save_merged(merged, comp, merge_into, overwrite=overwrite)
             written.append(Path(merge_into))
         if out is not None:  # written (and registered) last: once it is in place, nothing of this compose can fail
-            errors, rank_out = write_adapter(comp, out, rank=rank, overwrite=overwrite, **hooks)
+            low, lspec = write_adapter(comp, out, lowrank, overwrite=overwrite, **hooks)
     except BaseException:
         for p in written:  # written but not registered: nothing of this compose may stay behind
             shutil.rmtree(p, ignore_errors=True)
@@ -469,10 +494,22 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
             with contextlib.suppress(Exception):
                 reg.forget_output(inp.pool, reg_name, out)
         raise
+    errors = dict(low.errors) if low is not None else {}
+    rank_out = (max(low.ranks.values()) if low is not None
+                else max((int(a.shape[0]) for a in comp.A.values()), default=0))
     return ComposeResult(
         out=str(out) if out else None, merged_model=str(merge_into) if merge_into else None, merger=spec.name,
         params={**spec.params, **({f"sdp.{k}": v for k, v in spec.sdp.items()} if spec.sdp else {})},
-        weights=comp.weights, blocks=comp.blocks, exact=comp.exact, rank=rank_out,
+        weights=comp.weights, blocks=comp.blocks, exact=comp.exact and low is None, rank=rank_out,
         max_rel_error=max(errors.values(), default=0.0), seconds=comp.seconds, registered=registered,
-        provenance=provenance(comp, None, rank_out, errors), warnings=list(comp.warnings),
+        provenance=provenance(comp, None, rank_out, errors, low, lspec), warnings=list(comp.warnings),
+        low_rank={**lspec.to_dict(), **low.summary()} if low is not None and lspec is not None else None,
     )
+
+
+def _lowrank(rank: int | None, max_error: float | None) -> LowRankSpec:
+    """``--rank`` / ``--max-error`` checked before anything is loaded (one line naming the flag)."""
+    try:
+        return LowRankSpec(rank, max_error).check()
+    except ParameterError as e:
+        raise MergeError(e.say({"rank": "--rank", "max_error": "--max-error"})) from None

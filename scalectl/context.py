@@ -23,6 +23,7 @@ class RunContext:
     pool: str | None = None
     searches: dict[str, Any] = field(default_factory=dict)  # in-process weight searches (methods.plan)
     warned: set[str] = field(default_factory=set)  # warnings already shown to the user in this run
+    lowrank: Any = None  # scalectl.lowrank.LowRankSpec: composed updates are scored as this approximation
     _factors: dict[tuple[str, str | None, bool], Any] = field(default_factory=dict, repr=False)
     _rows: list[dict[str, Any]] | None = field(default=None, repr=False)
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import EvalError, ParameterError
+from .lowrank import LowRankSpec
 from .methods import BASE_ONLY, Decoding, MethodConfig, TaskOutput, UnitOutput
 from .methods import get as get_method
 from .progress import Progress, ensure
@@ -76,6 +77,8 @@ class RunRequest:
     batch_size: int = INFERENCE_BATCH
     device: str | None = None
     allow_partial: bool = False
+    rank: int | None = None  # score the best rank-R approximation of the composed update (compose --rank)
+    max_error: float | None = None  # ... or per module the smallest rank within this relative error
 
     def normalized(self) -> "RunRequest":
         """The request with ``method`` as a checked MethodConfig (``zero-shot`` as a base-only run), validated."""
@@ -95,7 +98,19 @@ class RunRequest:
             raise ParameterError("{0} must be at least 1, got " + str(self.limit), "limit")
         if self.batch_size < 1:
             raise ParameterError("{0} must be at least 1, got " + str(self.batch_size), "batch_size")
+        lowrank = LowRankSpec(self.rank, self.max_error)
+        if lowrank.active:
+            lowrank.check()
+            if base_only:
+                raise ParameterError("{0} approximates a composed update; the base model alone has none", "rank")
+            if method is not None:  # a method's setting: part of its config and of the run's identity
+                method = dataclasses.replace(method, export_rank=self.rank, export_max_error=self.max_error)
+                method.check()
         return dataclasses.replace(self, method=method, base_only=base_only)
+
+    @property
+    def lowrank(self) -> LowRankSpec:
+        return self.method.lowrank if self.method is not None else LowRankSpec(self.rank, self.max_error)
 
 
 def max_new_tokens(bb, task: bbh.Task) -> int:
@@ -133,12 +148,12 @@ class PreparedComposition:
 
 
 def prepare_composition(ctx, adapters: list[str], weights: list[float] | None = None, merger: str = "linear",
-                        params: dict[str, Any] | None = None, allow_partial: bool = False) -> PreparedComposition:
+                        params: dict[str, Any] | None = None, allow_partial: bool = False,
+                        lowrank: LowRankSpec | None = None) -> PreparedComposition:
     """Load the adapters, check they are on the backbone's base model, and compose them (nothing is written)."""
-    import torch
 
     from .backbone import same_base
-    from .compose import compose_inputs, load_inputs
+    from .compose import compose_inputs, load_inputs, lowrank_note, scored_deltas
     from .merge.table import resolve_merger
 
     bb = ctx.bb
@@ -154,12 +169,14 @@ def prepare_composition(ctx, adapters: list[str], weights: list[float] | None = 
         except AttributeError:
             raise EvalError(f"the backbone {bb.base.spec!r} has no module {m} that {inp.names[0]} adapts") from None
     comp = compose_inputs(inp, weights, spec)
-    deltas = {m: comp.delta(m).to(torch.float32) for m in inp.modules}
+    deltas, low = scored_deltas(comp, lowrank)
     cfg = {
         "merger": spec.name, "params": spec.params, "sdp": spec.sdp,
         "adapters": [{"name": r["name"], "pool": r["pool"], "sha256": r.get("sha256")} for r in inp.rows],
-        "weights": comp.weights, "exact": comp.exact,
+        "weights": comp.weights, "exact": comp.exact and low is None,
     }
+    if low is not None:
+        cfg["low_rank"] = {**lowrank.to_dict(), **low.summary(), "ranks": low.ranks, "note": lowrank_note(low, lowrank)}
     return PreparedComposition(method=spec.name, deltas=deltas, config=cfg, seconds=time.perf_counter() - t0)
 
 
@@ -286,11 +303,12 @@ class PreparedRun:
         if bb is None:
             prog.log("loading the base model")
             bb = load_backbone(base_spec.spec, device=req.device)
-        self.ctx = RunContext(reg, bb, req.pool)
+        self.ctx = RunContext(reg, bb, req.pool, lowrank=req.lowrank)
         comp = None
         if req.adapters:
             prog.log(f"composing {len(req.adapters)} adapter(s) with {req.merger}")
-            comp = prepare_composition(self.ctx, req.adapters, req.weights, req.merger, req.params, req.allow_partial)
+            comp = prepare_composition(self.ctx, req.adapters, req.weights, req.merger, req.params, req.allow_partial,
+                                       req.lowrank)
         self.req, self.reg, self.bb, self.comp, self.mcfg = req, reg, bb, comp, mcfg
         self.plan = [(t, t.queries[:req.limit] if req.limit else t.queries) for t in task_objs]
         self.tasks = {t.name: (t, q) for t, q in self.plan}
@@ -313,7 +331,8 @@ class PreparedRun:
     def spec(self) -> UnitSpec:
         req = self.req
         composition = {"adapters": req.adapters, "weights": req.weights, "merger": req.merger, "params": req.params,
-                       "allow_partial": req.allow_partial} if req.adapters else None
+                       "allow_partial": req.allow_partial, "rank": req.rank,
+                       "max_error": req.max_error} if req.adapters else None
         return UnitSpec(base=self.bb.base.spec, device=self.bb.device, pool=req.pool,
                         bbh_dir=self.config["bbh_dir"], limit=req.limit, batch_size=req.batch_size, method=self.mcfg,
                         composition=composition, max_new_tokens=self.config["max_new_tokens"])
@@ -393,7 +412,10 @@ def compute_unit(spec: UnitSpec, u: Unit, *, ctx=None, reg=None, bb=None, comp=N
 
     prog = ensure(progress)
     if ctx is None:
-        ctx = RunContext(reg or Registry(), bb or load_backbone(spec.base, device=spec.device), spec.pool)
+        ca = spec.composition or {}
+        lowrank = spec.method.lowrank if spec.method is not None else LowRankSpec(ca.get("rank"), ca.get("max_error"))
+        ctx = RunContext(reg or Registry(), bb or load_backbone(spec.base, device=spec.device), spec.pool,
+                         lowrank=lowrank)
     task = bbh.load_tasks([u.task], spec.bbh_dir)[0]
     queries = task.queries[:spec.limit] if spec.limit else task.queries
     decoding = Decoding(max_new_tokens=spec.max_new_tokens[task.name], batch_size=spec.batch_size)
@@ -421,7 +443,8 @@ def _decode_fixed(ctx, spec: UnitSpec, queries, decoding: Decoding, comp, prog: 
         if key not in _UNIT_COMPOSITIONS:
             _UNIT_COMPOSITIONS.clear()
             _UNIT_COMPOSITIONS[key] = prepare_composition(ctx, ca["adapters"], ca["weights"], ca["merger"],
-                                                          ca["params"], ca["allow_partial"])
+                                                          ca["params"], ca["allow_partial"],
+                                                          LowRankSpec(ca.get("rank"), ca.get("max_error")))
         comp = _UNIT_COMPOSITIONS[key]
     with merged_weights(ctx.bb.model, comp.deltas) if comp else contextlib.nullcontext():
         return generate_greedy(ctx.bb, [e.input for e in queries], max_new_tokens=decoding.max_new_tokens,

@@ -361,12 +361,19 @@ def compose_result(res: Any) -> None:
     table(rows, cols, title=f"{res.merger}: per-block composition ({res.seconds:.3f} s)",
           caption="#N: the N-th input adapter; --wide shows every coefficient" if summarized else None)
     where = ", ".join(x for x in (res.out, res.merged_model) if x)
-    kind = "exact LoRA" if res.exact else f"truncated SVD, max relative Frobenius error {res.max_rel_error:.3g}"
+    low = res.low_rank
+    if res.exact:
+        kind = "exact LoRA"
+    elif low is not None and low.get("rank_min") != low.get("rank_max"):
+        kind = (f"best low-rank approximation, ranks {low['rank_min']}-{low['rank_max']} per module, "
+                f"max relative Frobenius error {res.max_rel_error:.3g}")
+    else:
+        kind = f"best rank-{res.rank} approximation, max relative Frobenius error {res.max_rel_error:.3g}"
     info(f"wrote {where} ({kind}, rank {res.rank})" + (f"; registered as {res.registered}" if res.registered else ""))
     if not res.exact and res.out:
-        info(f"{res.out} is the rank-{res.rank} SVD of the {res.merger} update, not the update itself (eval --adapters "
-             f"... --merger {res.merger} scores the exact one); the per-module errors are in its provenance; "
-             "--rank R keeps more")
+        info(f"{res.out} approximates the {res.merger} update (mean relative error "
+             f"{(low or {}).get('mean_rel_error', res.max_rel_error):.3g}; per module in its provenance); eval "
+             "--rank / --max-error scores this approximation, without them the exact update")
     for w in getattr(res, "warnings", None) or []:
         warn(w)
 

@@ -16,8 +16,8 @@ import typer
 from typer.core import TyperGroup
 
 from .. import __version__
-from ..errors import ScalectlError
 from ..entry import INTERRUPTED
+from ..errors import ScalectlError
 
 OPTIONAL_VALUE = {"--ray": "local"}  # options whose value may be left out: ``--ray`` alone means ``--ray local``
 

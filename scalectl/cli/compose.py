@@ -19,7 +19,8 @@ def compose(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the random masks (dare, sdp).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write a PEFT adapter directory here.")] = None,
     merge_into_base: Annotated[Optional[Path], typer.Option("--merge-into-base", help="Write a full merged model here.")] = None,
-    rank: Annotated[Optional[int], typer.Option("--rank", help="SVD rank for dense mergers (default: largest input rank).")] = None,
+    rank: Annotated[Optional[int], typer.Option("--rank", help="Write the best rank-R approximation of the update (Eckart-Young, from the factors; default: factor mergers exact, dense ones at the largest input rank).")] = None,
+    max_error: Annotated[Optional[float], typer.Option("--max-error", help="Per module, the smallest rank whose relative Frobenius error is at most E (under --rank if given).")] = None,
     pool: Annotated[Optional[str], typer.Option("--pool", "-p", envvar="SCALECTL_POOL")] = None,
     base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model for --task and --merge-into-base (default: the adapters' base; the embedded copy for its hub id; hf:ORG/NAME for the hub).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Registry name of the output (default: the --out dir name).")] = None,
@@ -80,7 +81,7 @@ def compose(
         with report.RichProgress(enabled=not as_json) as prog:
             tc = compose_for_task(Registry(), task, pool, merger=merger, view=view, n_global=n_global, base=base,
                                   search=SearchConfig(steps=steps), bbh_dir=bbh_dir, progress=prog, params=params,
-                                  out=out_dir, merge_into=merge_into_base, rank=rank, overwrite=overwrite,
+                                  out=out_dir, merge_into=merge_into_base, rank=rank, max_error=max_error, overwrite=overwrite,
                                   register=not no_register, name=name, replace=replace)
         if as_json:
             report.emit_json({"task": tc.task, "candidates": tc.candidates, "weights": tc.weights,
@@ -96,7 +97,7 @@ def compose(
         report.compose_result(tc.result)
         return
     res = run(Registry(), names, parse_weights(weights, len(names)), merger, params, out=out, merge_into=merge_into_base,
-              pool=pool, rank=rank, overwrite=overwrite, allow_partial=allow_partial, allow_pickle=allow_pickle,
+              pool=pool, rank=rank, max_error=max_error, overwrite=overwrite, allow_partial=allow_partial, allow_pickle=allow_pickle,
               base=base, register=not no_register, name=name, replace=replace)
     if as_json:
         report.emit_json({k: v for k, v in res.__dict__.items()})

@@ -11,7 +11,7 @@ from ..methods.config import flags as option_flags
 
 # scalectl eval's flag for each setting the library names (method options, then the run request's fields)
 SWEEPS = ("sdp_seed", "lorahub_seed")  # the seeds --seeds can sweep (a method's Method.seed_key)
-FLAGS = {**option_flags(), "base_only": "--base-only", "method": "--method", "adapters": "--adapters",
+FLAGS = {**option_flags(), "rank": "--rank", "max_error": "--max-error", "base_only": "--base-only", "method": "--method", "adapters": "--adapters",
          "pool": "--pool", "limit": "--limit", "batch_size": "--batch-size"}
 
 
@@ -53,6 +53,8 @@ def eval_cmd(
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, ... (default: cuda when present).")] = None,
     label: Annotated[Optional[str], typer.Option("--label", help="A label stored with the run.")] = None,
     allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Merge only the modules common to all adapters.")] = False,
+    rank: Annotated[Optional[int], typer.Option("--rank", help="Score the best rank-R approximation of each composed update (what compose --rank writes; default: the exact update).")] = None,
+    max_error: Annotated[Optional[float], typer.Option("--max-error", help="Score, per module, the smallest rank within this relative Frobenius error (compose --max-error).")] = None,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Fan the (task x view x seed) jobs out over Ray: --ray alone starts a local Ray instance; or give an ADDRESS (auto, ray://host:10001). Records are written by this process.")] = None,
     ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", help="CPUs (workers) of a local Ray instance (default: all cores).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -98,7 +100,7 @@ def eval_cmd(
                                        weights=parse_weights(weights, len(names)) if names else None, merger=merger,
                                        params=parse_params(param), pool=pool, limit=limit, label=label, base=base,
                                        bbh_dir=bbh_dir, batch_size=batch_size, device=device,
-                                       allow_partial=allow_partial))
+                                       allow_partial=allow_partial, rank=rank, max_error=max_error))
         if ray is not None:
             with report.RichProgress(enabled=not as_json) as prog:
                 results = run_specs(requests, address=ray, num_cpus=ray_workers, progress=prog)

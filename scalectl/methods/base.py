@@ -27,6 +27,7 @@ from ..runrecords import PathRecord, PlanSummary, ViewsPlanSummary, ViewsRecord
 from .config import MethodConfig, OptionError
 
 RETRIEVAL_OPTIONS = ("view", "n_global", "n_local", "embedder", "search")
+EXPORT_OPTIONS = ("export_rank", "export_max_error")  # methods that score composed updates can score them low-rank
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class Method:
     # -- settings
 
     def check(self, cfg: MethodConfig) -> None:
+        if cfg.lowrank.active and "export_rank" not in self.options:
+            raise OptionError("export_rank", f"approximates composed updates; {self.name} scores none")
         if cfg.merger_params:
             from ..merge.table import resolve_merger
             from . import METHODS

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import ParameterError
+from ..lowrank import LowRankSpec
 from ..search import SearchConfig
 
 DEFAULT_VIEWS = ["retrieval", "balanced", "qa"]
@@ -60,6 +61,13 @@ class MethodConfig:
     scale_merger: str = "lasrc"  # scale: "linear" is the "multi-view without LASRC" control
     random_views: bool = False  # scale: the "random sparse views" control (random candidates per cluster)
     merger_params: dict[str, Any] = field(default_factory=dict)  # e.g. LASRC's ablation switches for lasrc / scale
+    export_rank: int | None = None  # score the best rank-R approximation of each composed update (compose --rank)
+    export_max_error: float | None = None  # ... or per module the smallest rank within this relative error
+
+    @property
+    def lowrank(self) -> LowRankSpec:
+        """What the composed updates are approximated by before they are scored (inactive: exact)."""
+        return LowRankSpec(self.export_rank, self.export_max_error)
 
     def check(self) -> None:
         """Every option's own check, then the method's (unknown methods: did-you-mean)."""
@@ -93,6 +101,14 @@ def _positive(v: Any) -> str | None:
 
 def _drop_rate(v: Any) -> str | None:
     return None if 0 <= v < 1 else f"must be in [0, 1), got {v}"
+
+
+def _rank(v: Any) -> str | None:
+    return None if v is None or v >= 1 else f"must be at least 1, got {v}"
+
+
+def _max_error(v: Any) -> str | None:
+    return None if v is None or 0 <= v < 1 else f"must be in [0, 1), got {v}"  # NaN fails too
 
 
 def _distinct(v: Any) -> str | None:
@@ -139,5 +155,9 @@ OPTIONS: tuple[Option, ...] = (
            control=True),
     Option("merger_params", "--param", "LASRC parameters (ablation switches)", "merge/table.py: lasrc",
            control=True),
+    Option("export_rank", "--rank", "score the best rank-R approximation of each composed update",
+           "exact (compose --rank writes the same approximation)", _rank, control=True),
+    Option("export_max_error", "--max-error", "score, per module, the smallest rank within this relative error",
+           "exact (compose --max-error)", _max_error, control=True),
 )
 OPTION = {o.name: o for o in OPTIONS}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 
 from ..search import one_stage
-from .base import RETRIEVAL_OPTIONS, GroupMethod
+from .base import EXPORT_OPTIONS, RETRIEVAL_OPTIONS, GroupMethod
 from .plan import Group, cached_search, new_plan, retrieve_for, support_dicts, timed_search
 
 
@@ -48,5 +48,5 @@ class LoraHub(GroupMethod):
 
 
 METHODS = [LoraHub("lorahub", "LoRAHub: one weight search over 20 candidates, factor-space merge",
-                   "sail-sg/lorahub", RETRIEVAL_OPTIONS + ("lorahub_k", "lorahub_seed", "retrieved"),
+                   "sail-sg/lorahub", RETRIEVAL_OPTIONS + EXPORT_OPTIONS + ("lorahub_k", "lorahub_seed", "retrieved"),
                    seed_key="lorahub_seed")]

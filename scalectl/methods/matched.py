@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..search import two_stage
-from .base import RETRIEVAL_OPTIONS, GroupMethod
+from .base import EXPORT_OPTIONS, RETRIEVAL_OPTIONS, GroupMethod
 from .plan import Group, cached_search, new_plan, retrieve_for, support_dicts, timed_search
 
 
@@ -99,7 +99,7 @@ class Matched(GroupMethod):
 
 
 _REF = "noname822/iLoraComp (local retrieval, clusters, two-stage factor-rule search, routing)"
-ILC_OPTIONS = RETRIEVAL_OPTIONS + ("candidates", "search_rule")
+ILC_OPTIONS = RETRIEVAL_OPTIONS + EXPORT_OPTIONS + ("candidates", "search_rule")
 ILC = Matched("ilc", "iLoRAComp: per-support-example clusters, routed, factor-rule merge", _REF, ILC_OPTIONS,
               compose_with="lorahub")
 METHODS = [

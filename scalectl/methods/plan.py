@@ -184,7 +184,7 @@ def compose_deltas(ctx, names: list[str], weights: list[float], merger: str,
     alpha, whether the norm guard fired, the residual norm ratio, adapters retained) into ``geometry``."""
     import torch
 
-    from ..compose import compose_inputs, load_inputs
+    from ..compose import compose_inputs, load_inputs, lowrank_note, scored_deltas
     from ..merge.table import resolve_merger
 
     inp = load_inputs(ctx, names, pool=ctx.pool)
@@ -195,7 +195,10 @@ def compose_deltas(ctx, names: list[str], weights: list[float], merger: str,
         notes += [w for w in comp.warnings if w not in notes]
     if geometry is not None:
         geometry += [{k: b[k] for k in GEOMETRY_KEYS if k in b} for b in comp.blocks if "alpha" in b]
-    return {m: comp.delta(m).to(torch.float32) for m in inp.modules}
+    deltas, low = scored_deltas(comp, ctx.lowrank)
+    if low is not None and notes is not None:
+        notes.append(lowrank_note(low, ctx.lowrank))
+    return deltas
 
 
 def group_deltas(ctx, g: Group, notes: list[str] | None = None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .base import RETRIEVAL_OPTIONS, GroupMethod
+from .base import EXPORT_OPTIONS, RETRIEVAL_OPTIONS, GroupMethod
 from .matched import ILC, clusters
 from .plan import Group, compose_deltas, new_plan
 
@@ -63,7 +63,7 @@ class SoftRouting(GroupMethod):
 
 METHODS = [
     HardRouting("lmix-fr", "hard routing control: the lowest-loss cluster for every query",
-                "SCALE-LoRA, routing controls", RETRIEVAL_OPTIONS + ("candidates", "search_rule")),
+                "SCALE-LoRA, routing controls", RETRIEVAL_OPTIONS + EXPORT_OPTIONS + ("candidates", "search_rule")),
     SoftRouting("lmix-sr", "soft routing control: clusters mixed by softmax(-L/T)", "SCALE-LoRA, routing controls",
-                RETRIEVAL_OPTIONS + ("candidates", "search_rule", "temperature")),
+                RETRIEVAL_OPTIONS + EXPORT_OPTIONS + ("candidates", "search_rule", "temperature")),
 ]

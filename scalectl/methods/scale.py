@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ..errors import EvalError
 from ..runrecords import QueryRecord, ViewAnswer, ViewsPlanSummary, ViewsRecord
 from ..tasks import bbh
-from .base import RETRIEVAL_OPTIONS, Method, TaskOutput, UnitOutput
+from .base import EXPORT_OPTIONS, RETRIEVAL_OPTIONS, Method, TaskOutput, UnitOutput
 from .matched import Cluster, cluster_candidates, clusters, routed_groups, search_cluster
 from .plan import decode_plan, new_plan, retrieve_for, support_dicts, timed_search
 from .routing import softmax_neg
@@ -207,6 +207,6 @@ def _derive_run(reg, run, recs: list[QueryRecord], how: str) -> str:
 
 METHODS = [Scale("scale", "SCALE-LoRA: multi-view SDP + LASRC, answers weighted by support loss",
                  "SCALE-LoRA (seeds/), method.md SCALE",
-                 RETRIEVAL_OPTIONS + ("candidates", "search_rule", "views", "sdp_rate", "sdp_seed", "scale_merger",
-                                      "random_views", "merger_params", "temperature"),
+                 RETRIEVAL_OPTIONS + EXPORT_OPTIONS + ("candidates", "search_rule", "views", "sdp_rate", "sdp_seed",
+                                                       "scale_merger", "random_views", "merger_params", "temperature"),
                  seed_key="sdp_seed", merger_params=True)]

@@ -1,0 +1,144 @@
+"""Low-rank export: the best rank-k approximation of a composed update (Eckart-Young), per module.
+
+A factor composition's update is ``B @ A`` with ``B`` (d_out, R) and ``A`` (R, d_in), R the sum of the
+inputs' ranks (linear, LASRC, PEFT ``cat``) or one rank (LoRAHub's factor rule). Its SVD comes from the factors
+alone: thin QR of ``B`` and of ``A.T`` (``B = Qb Rb``, ``A.T = Qa Ra``), then the SVD of the small core
+``Rb Ra.T = U S V.T`` (R x R), so ``B A = (Qb U) S (Qa V).T``; no d_out x d_in matrix is formed. Keeping the
+top k singular triplets is the best rank-k approximation in Frobenius norm, and the relative error is
+``sqrt(sum S[k:]^2 / sum S^2)``. A dense update (TIES, DARE) takes the SVD of the matrix itself.
+
+The rank is per module: ``rank`` caps it; ``max_error`` picks the smallest rank whose relative error is at most
+that (under the cap); a module's rank never exceeds its numerical rank (the count of singular values above
+float32 round-off of the largest one). Inputs of any float dtype are computed in float32.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import ParameterError
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class LowRankSpec:
+    """What to keep: at most ``rank`` per module, and/or the smallest rank within ``max_error``."""
+
+    rank: int | None = None
+    max_error: float | None = None
+
+    def check(self) -> "LowRankSpec":
+        if self.rank is not None and self.rank < 1:
+            raise ParameterError(f"{{0}} must be at least 1, got {self.rank}", "rank")
+        if self.max_error is not None and not 0 <= self.max_error < 1:  # NaN fails too
+            raise ParameterError(f"{{0}} must be in [0, 1), got {self.max_error}", "max_error")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return self.rank is not None or self.max_error is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "max_error": self.max_error}
+
+
+@dataclass
+class LowRank:
+    """The exported factors per module (``A`` (k, d_in), ``B`` (d_out, k), scaling folded into ``B``), the rank
+    kept and the relative Frobenius error of each module."""
+
+    A: dict[str, "torch.Tensor"] = field(default_factory=dict)
+    B: dict[str, "torch.Tensor"] = field(default_factory=dict)
+    ranks: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, float] = field(default_factory=dict)
+
+    def delta(self, module: str) -> "torch.Tensor":
+        return self.B[module] @ self.A[module]
+
+    def summary(self) -> dict[str, Any]:
+        """What a record and the printed summary carry: max/mean error and the rank range (per module below)."""
+        errs = list(self.errors.values())
+        ranks = list(self.ranks.values())
+        return {"max_rel_error": round(max(errs, default=0.0), 6),
+                "mean_rel_error": round(sum(errs) / len(errs), 6) if errs else 0.0,
+                "rank_min": min(ranks, default=0), "rank_max": max(ranks, default=0),
+                "rank_total": sum(ranks)}
+
+
+def factor_svd(B: "torch.Tensor", A: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    """``U, S, Vh`` with ``B @ A = U diag(S) Vh`` from the factors (thin QR of each, SVD of the core)."""
+    import torch
+
+    B = B.to(torch.float32)
+    A = A.to(torch.float32)
+    Qb, Rb = torch.linalg.qr(B, mode="reduced")  # (d_out, p), (p, R)
+    Qa, Ra = torch.linalg.qr(A.T, mode="reduced")  # (d_in, q), (q, R)
+    U, S, Vh = torch.linalg.svd(Rb @ Ra.T, full_matrices=False)  # (p, q) core
+    return Qb @ U, S, Vh @ Qa.T
+
+
+def dense_svd(delta: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    import torch
+
+    return torch.linalg.svd(delta.to(torch.float32), full_matrices=False)
+
+
+def numerical_rank(S: "torch.Tensor") -> int:
+    """Singular values above float32 round-off of the largest (what a factor of that rank can carry)."""
+    if S.numel() == 0 or float(S[0]) == 0.0:
+        return 0
+    tol = float(S[0]) * max(S.numel(), 1) * 1.2e-7
+    return int((S > tol).sum())
+
+
+def tail_errors(S: "torch.Tensor") -> list[float]:
+    """``err[k]``: the relative Frobenius error of keeping the top k singular values, k = 0..len(S)."""
+    sq = [float(s) ** 2 for s in S]
+    total = sum(sq)
+    if total == 0:
+        return [0.0] * (len(sq) + 1)
+    out, tail = [], total
+    for s2 in sq:
+        out.append(math.sqrt(max(tail, 0.0) / total))
+        tail -= s2
+    out.append(0.0)
+    return out
+
+
+def choose_rank(S: "torch.Tensor", spec: LowRankSpec) -> tuple[int, float]:
+    """(rank, relative error) for one module's singular values under ``spec`` (at least 1: PEFT needs r >= 1)."""
+    errs = tail_errors(S)
+    cap = max(1, numerical_rank(S))
+    if spec.rank is not None:
+        cap = min(cap, spec.rank)
+    k = cap
+    if spec.max_error is not None:
+        k = next((i for i in range(1, cap + 1) if errs[i] <= spec.max_error), cap)
+    k = min(k, S.numel()) if S.numel() else 1
+    return k, errs[k] if k < len(errs) else 0.0
+
+
+def truncate(U: "torch.Tensor", S: "torch.Tensor", Vh: "torch.Tensor", spec: LowRankSpec
+             ) -> tuple["torch.Tensor", "torch.Tensor", int, float]:
+    """(A (k, d_in), B (d_out, k), k, error): the singular values go into ``B`` (``B = U S``, ``A = Vh``)."""
+    import torch
+
+    k, err = choose_rank(S, spec)
+    if S.numel() == 0:  # an empty module: one zero direction
+        return (torch.zeros(1, Vh.shape[-1]), torch.zeros(U.shape[0], 1), 1, 0.0)
+    return Vh[:k].contiguous(), (U[:, :k] * S[:k]).contiguous(), k, err
+
+
+def compress(factors: dict[str, tuple["torch.Tensor", "torch.Tensor"]] | None,
+             dense: dict[str, "torch.Tensor"] | None, spec: LowRankSpec) -> LowRank:
+    """Each module's best approximation under ``spec``: from ``factors`` (module -> (B, A)), else ``dense``."""
+    out = LowRank()
+    items = factors.items() if factors else (dense or {}).items()
+    for m, v in items:
+        U, S, Vh = factor_svd(*v) if factors else dense_svd(v)
+        out.A[m], out.B[m], out.ranks[m], out.errors[m] = truncate(U, S, Vh, spec)
+    return out
