@@ -314,7 +314,7 @@ class ComposeResult:
 
 
 def provenance(comp: Composition, seed: int | None, rank: int, errors: dict[str, float],
-               low: "LowRank | None" = None, lspec: LowRankSpec | None = None) -> dict[str, Any]:
+               low: "LowRank | None" = None) -> dict[str, Any]:
     spec = comp.spec
     return {
         "scalectl_version": __version__,
@@ -332,23 +332,23 @@ def provenance(comp: Composition, seed: int | None, rank: int, errors: dict[str,
         "rank": rank,
         "svd_rel_error": errors or None,
         "ranks": dict(low.ranks) if low is not None else None,
-        "low_rank": {**lspec.to_dict(), **low.summary()} if low is not None and lspec is not None else None,
+        "low_rank": low.record() if low is not None else None,
         "blocks": comp.blocks,
     }
 
 
-def exported(comp: Composition, lowrank: LowRankSpec | None = None) -> tuple["LowRank | None", LowRankSpec | None]:
+def exported(comp: Composition, lowrank: LowRankSpec | None = None) -> "LowRank | None":
     """What a written adapter holds: the exact factors (``None``), or the best approximation under ``lowrank``.
     A factor composition is exact unless ``lowrank`` asks for less; a dense one is always approximated (by
     default at the largest input rank), its SVD taken of the dense update."""
     inp = comp.inputs
     if comp.exact:
         if lowrank is None or not lowrank.active:
-            return None, None
-        return compress({m: (comp.B[m], comp.A[m]) for m in comp.A}, None, lowrank), lowrank
+            return None
+        return compress({m: (comp.B[m], comp.A[m]) for m in comp.A}, None, lowrank)
     if lowrank is None or not lowrank.active:
         lowrank = LowRankSpec(rank=max(int(f.A[m].shape[0]) for f in inp.factors for m in inp.modules))
-    return compress(None, comp.dense, lowrank), lowrank
+    return compress(None, comp.dense, lowrank)
 
 
 def scored_deltas(comp: Composition, lowrank: LowRankSpec | None = None
@@ -358,23 +358,14 @@ def scored_deltas(comp: Composition, lowrank: LowRankSpec | None = None
     import torch
 
     if lowrank is not None and lowrank.active:
-        low, _ = exported(comp, lowrank)
+        low = exported(comp, lowrank)
         return {m: low.delta(m) for m in low.A}, low
     return {m: comp.delta(m).to(torch.float32) for m in comp.inputs.modules}, None
 
 
-def lowrank_note(low: LowRank, lowrank: LowRankSpec) -> str:
-    """One line on what a scored approximation kept (stored with a run's plan and printed)."""
-    s = low.summary()
-    asked = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in lowrank.to_dict().items() if v is not None)
-    ranks = f"rank {s['rank_max']}" if s["rank_min"] == s["rank_max"] else f"ranks {s['rank_min']}-{s['rank_max']}"
-    return (f"scored the low-rank approximation ({asked}): {ranks}, relative error max {s['max_rel_error']:.3g} "
-            f"mean {s['mean_rel_error']:.3g}")
-
-
 def write_adapter(comp: Composition, out: str | Path, lowrank: LowRankSpec | None = None, overwrite: bool = False,
                   extra: dict[str, Any] | None = None, before_replace: Callable[[], None] | None = None,
-                  after_replace: Callable[[], None] | None = None) -> tuple["LowRank | None", LowRankSpec | None]:
+                  after_replace: Callable[[], None] | None = None) -> "LowRank | None":
     """Write the composition as a PEFT directory (atomically): exact, or under ``lowrank`` (:func:`exported`; per
     module ranks go into ``rank_pattern``). Returns what :func:`exported` gave.
     ``before_replace`` / ``after_replace``: as :func:`~scalectl.fsutil.atomic_dir`."""
@@ -383,13 +374,12 @@ def write_adapter(comp: Composition, out: str | Path, lowrank: LowRankSpec | Non
     from .adapters import save_adapter
 
     inp = comp.inputs
-    low, lspec = exported(comp, lowrank)
+    low = exported(comp, lowrank)
     A, B = (comp.A, comp.B) if low is None else (low.A, low.B)
     rank_out = max(int(a.shape[0]) for a in A.values())  # what was written: --rank 100000 is the numerical rank
     errors = dict(low.errors) if low is not None else {}
     task_type = next((r.get("task_type") for r in inp.rows if r.get("task_type")), None)
-    prov = provenance(comp, comp.spec.params.get("seed", (comp.spec.sdp or {}).get("seed")), rank_out, errors, low,
-                      lspec)
+    prov = provenance(comp, comp.spec.params.get("seed", (comp.spec.sdp or {}).get("seed")), rank_out, errors, low)
     prov.update(extra or {})
     sidecar = {"description": f"{comp.spec.name} composition of {', '.join(inp.names)}",
                "tags": [COMPOSED_TAG, comp.spec.name], "source_task": None, "provenance": prov}
@@ -399,7 +389,7 @@ def write_adapter(comp: Composition, out: str | Path, lowrank: LowRankSpec | Non
                  extra_files={PROVENANCE_FILE: json.dumps(prov, indent=2, default=str) + "\n",
                               "scalectl.json": json.dumps(sidecar, indent=2, default=str) + "\n"},
                  before_replace=before_replace, after_replace=after_replace)
-    return low, lspec
+    return low
 
 
 def merged_backbone(comp: Composition, base: str | None = None):
@@ -464,7 +454,7 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
     inp = load_inputs(reg, names, pool, allow_partial=allow_partial, allow_pickle=allow_pickle)
     reg_name = _registration(reg, inp.pool, out, name, replace) if out is not None and register else None
     comp = compose_inputs(inp, weights, spec, progress=progress)
-    low = lspec = None
+    low = None
     registered = None
     # The merged model is built (base loaded, every module checked) before anything is written, so a base
     # that cannot load or does not fit leaves no --out behind and registers nothing.
@@ -486,7 +476,7 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
             save_merged(merged, comp, merge_into, overwrite=overwrite)
             written.append(Path(merge_into))
         if out is not None:  # written (and registered) last: once it is in place, nothing of this compose can fail
-            low, lspec = write_adapter(comp, out, lowrank, overwrite=overwrite, **hooks)
+            low = write_adapter(comp, out, lowrank, overwrite=overwrite, **hooks)
     except BaseException:
         for p in written:  # written but not registered: nothing of this compose may stay behind
             shutil.rmtree(p, ignore_errors=True)
@@ -502,8 +492,8 @@ def compose(reg, names: list[str], weights: list[float] | None = None, merger: s
         params={**spec.params, **({f"sdp.{k}": v for k, v in spec.sdp.items()} if spec.sdp else {})},
         weights=comp.weights, blocks=comp.blocks, exact=comp.exact and low is None, rank=rank_out,
         max_rel_error=max(errors.values(), default=0.0), seconds=comp.seconds, registered=registered,
-        provenance=provenance(comp, None, rank_out, errors, low, lspec), warnings=list(comp.warnings),
-        low_rank={**lspec.to_dict(), **low.summary()} if low is not None and lspec is not None else None,
+        provenance=provenance(comp, None, rank_out, errors, low), warnings=list(comp.warnings),
+        low_rank=low.record() if low is not None else None,
     )
 
 

@@ -148,12 +148,12 @@ class PreparedComposition:
 
 
 def prepare_composition(ctx, adapters: list[str], weights: list[float] | None = None, merger: str = "linear",
-                        params: dict[str, Any] | None = None, allow_partial: bool = False,
-                        lowrank: LowRankSpec | None = None) -> PreparedComposition:
-    """Load the adapters, check they are on the backbone's base model, and compose them (nothing is written)."""
+                        params: dict[str, Any] | None = None, allow_partial: bool = False) -> PreparedComposition:
+    """Load the adapters, check they are on the backbone's base model, and compose them (nothing is written);
+    the run's ``ctx.lowrank`` decides whether the exact update or its low-rank approximation is scored."""
 
     from .backbone import same_base
-    from .compose import compose_inputs, load_inputs, lowrank_note, scored_deltas
+    from .compose import compose_inputs, load_inputs, scored_deltas
     from .merge.table import resolve_merger
 
     bb = ctx.bb
@@ -169,14 +169,14 @@ def prepare_composition(ctx, adapters: list[str], weights: list[float] | None = 
         except AttributeError:
             raise EvalError(f"the backbone {bb.base.spec!r} has no module {m} that {inp.names[0]} adapts") from None
     comp = compose_inputs(inp, weights, spec)
-    deltas, low = scored_deltas(comp, lowrank)
+    deltas, low = scored_deltas(comp, ctx.lowrank)
     cfg = {
         "merger": spec.name, "params": spec.params, "sdp": spec.sdp,
         "adapters": [{"name": r["name"], "pool": r["pool"], "sha256": r.get("sha256")} for r in inp.rows],
         "weights": comp.weights, "exact": comp.exact and low is None,
     }
     if low is not None:
-        cfg["low_rank"] = {**lowrank.to_dict(), **low.summary(), "ranks": low.ranks, "note": lowrank_note(low, lowrank)}
+        cfg["low_rank"] = {**low.record(), "ranks": low.ranks, "note": low.note()}
     return PreparedComposition(method=spec.name, deltas=deltas, config=cfg, seconds=time.perf_counter() - t0)
 
 
@@ -247,6 +247,14 @@ class UnitSpec:
     composition: dict[str, Any] | None  # --adapters: adapters, weights, merger, params, allow_partial
     max_new_tokens: dict[str, int]
 
+    @property
+    def lowrank(self) -> LowRankSpec:
+        """The run's low-rank setting: the method's, or the fixed composition's ``rank`` / ``max_error``."""
+        if self.method is not None:
+            return self.method.lowrank
+        ca = self.composition or {}
+        return LowRankSpec(ca.get("rank"), ca.get("max_error"))
+
 
 def _run_config(req: RunRequest, bb, task_objs, plan, comp) -> dict[str, Any]:
     """The stored config of a run (:class:`RunConfig`)."""
@@ -307,8 +315,7 @@ class PreparedRun:
         comp = None
         if req.adapters:
             prog.log(f"composing {len(req.adapters)} adapter(s) with {req.merger}")
-            comp = prepare_composition(self.ctx, req.adapters, req.weights, req.merger, req.params, req.allow_partial,
-                                       req.lowrank)
+            comp = prepare_composition(self.ctx, req.adapters, req.weights, req.merger, req.params, req.allow_partial)
         self.req, self.reg, self.bb, self.comp, self.mcfg = req, reg, bb, comp, mcfg
         self.plan = [(t, t.queries[:req.limit] if req.limit else t.queries) for t in task_objs]
         self.tasks = {t.name: (t, q) for t, q in self.plan}
@@ -412,10 +419,8 @@ def compute_unit(spec: UnitSpec, u: Unit, *, ctx=None, reg=None, bb=None, comp=N
 
     prog = ensure(progress)
     if ctx is None:
-        ca = spec.composition or {}
-        lowrank = spec.method.lowrank if spec.method is not None else LowRankSpec(ca.get("rank"), ca.get("max_error"))
         ctx = RunContext(reg or Registry(), bb or load_backbone(spec.base, device=spec.device), spec.pool,
-                         lowrank=lowrank)
+                         lowrank=spec.lowrank)
     task = bbh.load_tasks([u.task], spec.bbh_dir)[0]
     queries = task.queries[:spec.limit] if spec.limit else task.queries
     decoding = Decoding(max_new_tokens=spec.max_new_tokens[task.name], batch_size=spec.batch_size)
@@ -443,8 +448,7 @@ def _decode_fixed(ctx, spec: UnitSpec, queries, decoding: Decoding, comp, prog: 
         if key not in _UNIT_COMPOSITIONS:
             _UNIT_COMPOSITIONS.clear()
             _UNIT_COMPOSITIONS[key] = prepare_composition(ctx, ca["adapters"], ca["weights"], ca["merger"],
-                                                          ca["params"], ca["allow_partial"],
-                                                          LowRankSpec(ca.get("rank"), ca.get("max_error")))
+                                                          ca["params"], ca["allow_partial"])
         comp = _UNIT_COMPOSITIONS[key]
     with merged_weights(ctx.bb.model, comp.deltas) if comp else contextlib.nullcontext():
         return generate_greedy(ctx.bb, [e.input for e in queries], max_new_tokens=decoding.max_new_tokens,

@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     import torch
 
 
+def rank_problem(v: Any) -> str | None:
+    """What is wrong with a ``rank`` setting (None: fine), for every place that takes one."""
+    return None if v is None or v >= 1 else f"must be at least 1, got {v}"
+
+
+def max_error_problem(v: Any) -> str | None:
+    return None if v is None or 0 <= v < 1 else f"must be in [0, 1), got {v}"  # NaN fails too
+
+
 @dataclass(frozen=True)
 class LowRankSpec:
     """What to keep: at most ``rank`` per module, and/or the smallest rank within ``max_error``."""
@@ -32,10 +41,9 @@ class LowRankSpec:
     max_error: float | None = None
 
     def check(self) -> "LowRankSpec":
-        if self.rank is not None and self.rank < 1:
-            raise ParameterError(f"{{0}} must be at least 1, got {self.rank}", "rank")
-        if self.max_error is not None and not 0 <= self.max_error < 1:  # NaN fails too
-            raise ParameterError(f"{{0}} must be in [0, 1), got {self.max_error}", "max_error")
+        for name, problem in (("rank", rank_problem(self.rank)), ("max_error", max_error_problem(self.max_error))):
+            if problem:
+                raise ParameterError("{0} " + problem.replace("{", "{{").replace("}", "}}"), name)
         return self
 
     @property
@@ -51,6 +59,7 @@ class LowRank:
     """The exported factors per module (``A`` (k, d_in), ``B`` (d_out, k), scaling folded into ``B``), the rank
     kept and the relative Frobenius error of each module."""
 
+    spec: LowRankSpec
     A: dict[str, "torch.Tensor"] = field(default_factory=dict)
     B: dict[str, "torch.Tensor"] = field(default_factory=dict)
     ranks: dict[str, int] = field(default_factory=dict)
@@ -67,6 +76,18 @@ class LowRank:
                 "mean_rel_error": round(sum(errs) / len(errs), 6) if errs else 0.0,
                 "rank_min": min(ranks, default=0), "rank_max": max(ranks, default=0),
                 "rank_total": sum(ranks)}
+
+    def record(self) -> dict[str, Any]:
+        """What was asked and what was kept, as results and provenance store it."""
+        return {**self.spec.to_dict(), **self.summary()}
+
+    def note(self) -> str:
+        """One line on what a scored approximation kept (stored with a run's plan and printed)."""
+        s = self.summary()
+        asked = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in self.spec.to_dict().items() if v is not None)
+        ranks = f"rank {s['rank_max']}" if s["rank_min"] == s["rank_max"] else f"ranks {s['rank_min']}-{s['rank_max']}"
+        return (f"scored the low-rank approximation ({asked}): {ranks}, relative error max {s['max_rel_error']:.3g} "
+                f"mean {s['mean_rel_error']:.3g}")
 
 
 def factor_svd(B: "torch.Tensor", A: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
@@ -136,7 +157,7 @@ def truncate(U: "torch.Tensor", S: "torch.Tensor", Vh: "torch.Tensor", spec: Low
 def compress(factors: dict[str, tuple["torch.Tensor", "torch.Tensor"]] | None,
              dense: dict[str, "torch.Tensor"] | None, spec: LowRankSpec) -> LowRank:
     """Each module's best approximation under ``spec``: from ``factors`` (module -> (B, A)), else ``dense``."""
-    out = LowRank()
+    out = LowRank(spec)
     items = factors.items() if factors else (dense or {}).items()
     for m, v in items:
         U, S, Vh = factor_svd(*v) if factors else dense_svd(v)

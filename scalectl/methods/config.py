@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import ParameterError
-from ..lowrank import LowRankSpec
+from ..lowrank import LowRankSpec, max_error_problem, rank_problem
 from ..search import SearchConfig
 
 DEFAULT_VIEWS = ["retrieval", "balanced", "qa"]
@@ -103,14 +103,6 @@ def _drop_rate(v: Any) -> str | None:
     return None if 0 <= v < 1 else f"must be in [0, 1), got {v}"
 
 
-def _rank(v: Any) -> str | None:
-    return None if v is None or v >= 1 else f"must be at least 1, got {v}"
-
-
-def _max_error(v: Any) -> str | None:
-    return None if v is None or 0 <= v < 1 else f"must be in [0, 1), got {v}"  # NaN fails too
-
-
 def _distinct(v: Any) -> str | None:
     return None if v and len(set(v)) == len(v) else f"must name distinct views, got {v}"
 
@@ -156,8 +148,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("merger_params", "--param", "LASRC parameters (ablation switches)", "merge/table.py: lasrc",
            control=True),
     Option("export_rank", "--rank", "score the best rank-R approximation of each composed update",
-           "exact (compose --rank writes the same approximation)", _rank, control=True),
+           "exact (compose --rank writes the same approximation)", rank_problem, control=True),
     Option("export_max_error", "--max-error", "score, per module, the smallest rank within this relative error",
-           "exact (compose --max-error)", _max_error, control=True),
+           "exact (compose --max-error)", max_error_problem, control=True),
 )
 OPTION = {o.name: o for o in OPTIONS}

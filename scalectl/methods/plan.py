@@ -184,7 +184,7 @@ def compose_deltas(ctx, names: list[str], weights: list[float], merger: str,
     alpha, whether the norm guard fired, the residual norm ratio, adapters retained) into ``geometry``."""
     import torch
 
-    from ..compose import compose_inputs, load_inputs, lowrank_note, scored_deltas
+    from ..compose import compose_inputs, load_inputs, scored_deltas
     from ..merge.table import resolve_merger
 
     inp = load_inputs(ctx, names, pool=ctx.pool)
@@ -197,7 +197,7 @@ def compose_deltas(ctx, names: list[str], weights: list[float], merger: str,
         geometry += [{k: b[k] for k in GEOMETRY_KEYS if k in b} for b in comp.blocks if "alpha" in b]
     deltas, low = scored_deltas(comp, ctx.lowrank)
     if low is not None and notes is not None:
-        notes.append(lowrank_note(low, ctx.lowrank))
+        notes.append(low.note())
     return deltas
 
 
