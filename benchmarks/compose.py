@@ -6,8 +6,12 @@ Shapes: FLAN-T5-large LoRAHub adapters (rank 16, q and v, d_model 1024, 24 encod
 with self-attention, 24 decoder blocks with self- and cross-attention) and a Llama-3-8B-like
 shape (q 4096x4096, v 1024x4096, 32 layers, rank 16). Rows: scalectl lasrc and linear (factor
 space, from K x K Gram matrices), the dense LASRC reference (forms every d_out x d_in update),
-and PEFT ``add_weighted_adapter`` with ``cat``, ``svd`` and ``ties_svd`` on a PEFT model whose
-adapted modules have the same names and shapes. Each row runs in its own process so its peak
+``lasrc-r16`` and ``linear-r16`` (the composition, then its best rank-16 approximation from the factors:
+``scalectl compose --rank 16``), and PEFT ``add_weighted_adapter`` with ``cat``, ``svd`` (its rank-16 SVD of
+the dense linear update) and ``ties_svd`` on a PEFT model whose adapted modules have the same names and
+shapes. The rank-16 rows and PEFT ``svd`` print their largest relative Frobenius error over modules (against
+the exact LASRC update, and the exact linear update; ``linear-r16`` and ``peft-svd`` approximate the same
+matrix, so Eckart-Young says their errors agree). Each row runs in its own process so its peak
 memory (VmHWM above the RSS after set-up) is its own. Ratios are to scalectl lasrc in the same
 run. Rows that cannot run in reasonable time or memory on this machine say so.
 """
@@ -32,6 +36,7 @@ SHAPES = {
                  for p, d_out in (("q_proj", 4096), ("v_proj", 1024))],
 }
 RANK = 16
+LOW_RANK = {"lasrc-r16": "lasrc", "linear-r16": "linear"}  # rows: the composition exported at rank RANK
 
 
 def _rss() -> tuple[int, int]:
@@ -79,6 +84,7 @@ def run_one(shape: str, k: int, method: str) -> dict:
     from scalectl.compose import ComposeInputs, compose_inputs
     from scalectl.merge.table import resolve_merger
 
+    error = None
     torch.set_num_threads(os.cpu_count() or 1)
     fs = make_factors(shape, k)
     mods = fs[0].modules
@@ -103,8 +109,18 @@ def run_one(shape: str, k: int, method: str) -> dict:
                 V = torch.cat([torch.stack([f.delta(m).reshape(-1) for f in fs]) for m in mods_b], 1).double()  # (K, D)
                 out[mods_b[0]] = lasrc_dense(V, wt, LasrcConfig())[0]
             return out
+    elif method in LOW_RANK:  # compose, then the best rank-16 approximation from the factors
+        from scalectl.compose import exported
+        from scalectl.lowrank import LowRankSpec
+
+        spec = resolve_merger(LOW_RANK[method])
+        low: list = []
+        fn = lambda: low.append(exported(compose_inputs(inp, w, spec), LowRankSpec(rank=RANK)))  # noqa: E731
+        error = lambda: max(low[0].errors.values())  # noqa: E731
     else:  # peft-cat, peft-svd, peft-ties_svd
-        fn = _peft_setup(shape, fs, w, method.split("-", 1)[1])
+        fn, model = _peft_setup(shape, fs, w, method.split("-", 1)[1])
+        if method == "peft-svd":
+            error = lambda: _peft_error(model, fs, w)  # noqa: E731
     import gc
 
     gc.collect()
@@ -114,7 +130,24 @@ def run_one(shape: str, k: int, method: str) -> dict:
     fn()
     sec = time.perf_counter() - t
     _, hwm = _rss()
-    return {"seconds": sec, "peak_bytes": max(hwm - rss0, 0) if reset else None, "adapters_bytes": adapters_bytes}
+    out = {"seconds": sec, "peak_bytes": max(hwm - rss0, 0) if reset else None, "adapters_bytes": adapters_bytes}
+    if error is not None:
+        out["rel_error"] = error()
+    return out
+
+
+def _peft_error(model, fs, w) -> float:
+    """Largest relative Frobenius error, over modules, of PEFT's ``svd`` merge against the exact linear update
+    ``sum w_n s_n B_n A_n`` it approximates (PEFT's own ``get_delta_weight``)."""
+    import torch
+
+    worst = 0.0
+    with torch.no_grad():
+        for m in fs[0].modules:
+            exact = sum(wn * f.scaling[m] * (f.B[m] @ f.A[m]) for wn, f in zip(w, fs))
+            got = model.base_model.model.get_submodule(m).get_delta_weight("merged")
+            worst = max(worst, float(torch.linalg.norm(got - exact) / torch.linalg.norm(exact)))
+    return worst
 
 
 def _peft_setup(shape: str, fs, w, combo: str):
@@ -153,7 +186,7 @@ def _peft_setup(shape: str, fs, w, combo: str):
                 layer.lora_B[f.name].weight.copy_(f.B[m])
     names = [f.name for f in fs]
     kw = {"density": 0.2} if combo == "ties_svd" else {}
-    return lambda: model.add_weighted_adapter(names, w, "merged", combination_type=combo, **kw)
+    return (lambda: model.add_weighted_adapter(names, w, "merged", combination_type=combo, **kw)), model
 
 
 def main() -> None:
@@ -169,7 +202,8 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    methods = ["lasrc", "linear", "dense-lasrc"] + ([] if a.skip_peft else ["peft-cat", "peft-svd", "peft-ties_svd"])
+    methods = ["lasrc", "linear", *LOW_RANK, "dense-lasrc"] + ([] if a.skip_peft else
+                                                              ["peft-cat", "peft-svd", "peft-ties_svd"])
     rows = []
     for shape in a.shapes.split(","):
         for k in map(int, a.ks.split(",")):
@@ -188,16 +222,17 @@ def main() -> None:
                 r = res[meth]
                 rows.append((shape, k, meth, r, ref))
     t = Table(title="compose benchmark (this machine, one run each; ratio = seconds / scalectl lasrc seconds)")
-    for h in ("shape", "K", "method", "seconds", "peak MiB", "adapters MiB", "peak / adapters", "ratio to lasrc"):
+    for h in ("shape", "K", "method", "seconds", "peak MiB", "adapters MiB", "peak / adapters", "ratio to lasrc",
+              "rank-16 rel. error"):
         t.add_column(h)
     for shape, k, meth, r, ref in rows:
         if "skipped" in r:
-            t.add_row(shape, str(k), meth, "-", "-", "-", "-", r["skipped"])
+            t.add_row(shape, str(k), meth, "-", "-", "-", "-", r["skipped"], "-")
             continue
         pk = r["peak_bytes"]
         t.add_row(shape, str(k), meth, f"{r['seconds']:.3f}", "-" if pk is None else f"{pk / 2**20:.0f}",
                   f"{r['adapters_bytes'] / 2**20:.0f}", "-" if pk is None else f"{pk / r['adapters_bytes']:.2f}",
-                  f"{r['seconds'] / ref:.1f}x" if ref else "-")
+                  f"{r['seconds'] / ref:.1f}x" if ref else "-", f"{r['rel_error']:.4f}" if "rel_error" in r else "-")
     Console(width=200).print(t)
 
 

@@ -408,8 +408,9 @@ def _newline_stopper(tok, start: int):
 
 
 def generate_greedy(bb: Backbone, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 16,
-                    stop_at_newline: bool = False, on_batch: Any = None) -> list[str]:
-    """Batched greedy decoding (chat template when the tokenizer has one, left padding, KV cache).
+                    stop_at_newline: bool = False, on_batch: Any = None, by_length: bool = True) -> list[str]:
+    """Batched greedy decoding (chat template when the tokenizer has one, left padding, KV cache), prompts
+    batched longest first (:func:`length_order`; ``by_length=False``: as given) and answered in the order given.
 
     Returns the decoded continuations, stripped. With ``stop_at_newline`` a row stops at the
     first newline after some content (and at EOS, always); the text after it is dropped.
@@ -420,6 +421,8 @@ def generate_greedy(bb: Backbone, prompts: list[str], max_new_tokens: int = 32, 
 
     tok, model = bb.tokenizer, bb.model
     texts = format_prompts(bb, prompts)
+    order = length_order(tok, texts, bb.is_seq2seq) if by_length else list(range(len(texts)))
+    texts = [texts[i] for i in order]
     outs: list[str] = []
     old_side = tok.padding_side
     tok.padding_side = "left"
@@ -444,4 +447,14 @@ def generate_greedy(bb: Backbone, prompts: list[str], max_new_tokens: int = 32, 
                 on_batch(len(new))
     finally:
         tok.padding_side = old_side
-    return outs
+    back = [""] * len(outs)
+    for i, o in zip(order, outs):
+        back[i] = o
+    return back
+
+
+def length_order(tok, texts: list[str], seq2seq: bool) -> list[int]:
+    """Prompt indices longest first (ties in prompt order): batches of similar lengths carry little padding.
+    ``texts`` are the prompts as the model reads them (:func:`format_prompts`)."""
+    lengths = [len(ids) for ids in tok(texts, add_special_tokens=seq2seq)["input_ids"]]
+    return sorted(range(len(texts)), key=lambda i: (-lengths[i], i))

@@ -22,6 +22,7 @@ class RunContext:
     bb: Any  # scalectl.backbone.Backbone
     pool: str | None = None
     searches: dict[str, Any] = field(default_factory=dict)  # in-process weight searches (methods.plan)
+    unbilled: dict[str, float] = field(default_factory=dict)  # searches run ahead whose seconds no plan holds yet
     warned: set[str] = field(default_factory=set)  # warnings already shown to the user in this run
     lowrank: Any = None  # scalectl.lowrank.LowRankSpec: composed updates are scored as this approximation
     _factors: dict[tuple[str, str | None, bool], Any] = field(default_factory=dict, repr=False)

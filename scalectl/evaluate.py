@@ -197,8 +197,12 @@ def run(request: RunRequest, *, reg=None, bb=None, progress: Progress | None = N
     run = PreparedRun(request, reg=reg, bb=bb, progress=prog)
     try:
         prog.start("decode", f"{run.method}: decoding", run.total)
+        prefetched = set()
         for u in run.units():
             prog.advance("decode", 0, description=f"{run.method}: {u.task}" + (f" ({u.view})" if u.view else ""))
+            if u.task not in prefetched:
+                prefetched.add(u.task)
+                run.prefetch(u.task, prog)
             run.accept(u, compute_unit(run.spec(), u, ctx=run.ctx, comp=run.comp, progress=prog))
         prog.finish("decode")
     except BaseException as e:
@@ -334,6 +338,12 @@ class PreparedRun:
 
     def units(self) -> list[Unit]:
         return [Unit(t.name, v) for t, _ in self.plan for v in self._unit_views()]
+
+    def prefetch(self, task: str, progress: Progress) -> None:
+        """The method's shared work for one task's units (:meth:`Method.prefetch`), in this process."""
+        if self.method_impl is not None:
+            t, queries = self.tasks[task]
+            self.method_impl.prefetch(self.ctx, self.mcfg, t, queries, progress)
 
     def spec(self) -> UnitSpec:
         req = self.req

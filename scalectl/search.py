@@ -17,17 +17,23 @@ recomputed per step) or the linear rule (every candidate attached once as one ra
 :class:`scalectl.stacked.StackedLora`; ``rule="linear"``). Every evaluated point (objective, loss, weights) is
 returned, with K, the budget and the stages. NGOpt runs COBYLA here, whose first pass spends K + 1 evaluations:
 a budget below 2(K + 1) is reported (``SearchResult.warning``). A NaN or infinite loss stops the search.
+
+Lockstep (:func:`search_many`): a task's searches (each ``ilc`` cluster, each SCALE view's clusters) advance
+together, one batched forward pass per step scoring every search's point, each search's rows through its own
+branch (:class:`scalectl.stacked.JobStack`). Each search's optimizer is its own, and its slice of the batch is
+computed with the operations and shapes of a pass of its own, so trajectories, weights and losses are bit for
+bit those of the searches run one after another (``tests/test_search.py`` checks it; ``SCALECTL_LOCKSTEP=0``
+runs them one after another).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
-from .errors import EvalError, ParameterError
+from .errors import EvalError
 from .progress import Progress, ensure
 
 LOSSES = ("lorahub", "mean")
@@ -84,6 +90,7 @@ class SearchResult:
     k: int = 0  # candidates searched
     loss: str = "lorahub"  # the loss inside the objective (SearchConfig.loss)
     warning: str | None = None  # e.g. a budget below 2(K + 1)
+    lockstep: int = 1  # searches advanced together in one batched forward pass (search_many)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,9 +126,13 @@ def support_losses(bb, model, encoded, batch_size: int = 5) -> tuple[float, floa
     number of examples."""
     from .train import batch_token_losses
 
-    per = batch_token_losses(bb, model, encoded, batch_size)
+    return both_losses(batch_token_losses(bb, model, encoded, batch_size), len(encoded))
+
+
+def both_losses(per: list[tuple[float, int]], n: int) -> tuple[float, float]:
+    """(token mean, LoRAHub's loss) from each batch's (summed cross-entropy, target count) over ``n`` examples."""
     mean = sum(s for s, _ in per) / max(sum(c for _, c in per), 1)
-    return mean, sum(s / max(c, 1) for s, c in per) / max(len(encoded), 1)
+    return mean, sum(s / max(c, 1) for s, c in per) / max(n, 1)
 
 
 def budget_warning(k: int, stages: list[int]) -> str | None:
@@ -146,20 +157,28 @@ def lorahub_parametrization(init, lower: float, upper: float, seed: int):
     return param
 
 
+def new_optimizer(init, steps: int, cfg: SearchConfig):
+    """One stage's optimizer: NGOpt over ``lorahub_parametrization`` with a budget of ``steps``."""
+    import warnings
+
+    import nevergrad as ng
+
+    # NGOpt's COBYLA runs scipy in a worker thread, which warns about its own settings for tiny budgets (MAXFUN,
+    # RHOEND) outside any catch_warnings block here: those are scipy's notes to nevergrad, not the user's concern.
+    warnings.filterwarnings("ignore", message=r"COBYLA: Invalid", category=UserWarning)
+    return ng.optimizers.NGOpt(parametrization=lorahub_parametrization(init, cfg.lower, cfg.upper, cfg.seed),
+                               budget=steps)
+
+
 def minimize(objective, init, steps: int, cfg: SearchConfig, on_step=None):
     """One stage of LoRAHub's search: NGOpt over ``lorahub_parametrization`` with ``steps`` evaluations of
     ``objective(w) -> float`` (ask/tell, as ``optimizer.minimize`` does with one worker); returns the
     recommendation."""
     import warnings
 
-    import nevergrad as ng
     import numpy as np
 
-    # NGOpt's COBYLA runs scipy in a worker thread, which warns about its own settings for tiny budgets (MAXFUN,
-    # RHOEND) outside any catch_warnings block here: those are scipy's notes to nevergrad, not the user's concern.
-    warnings.filterwarnings("ignore", message=r"COBYLA: Invalid", category=UserWarning)
-    opt = ng.optimizers.NGOpt(parametrization=lorahub_parametrization(init, cfg.lower, cfg.upper, cfg.seed),
-                              budget=steps)
+    opt = new_optimizer(init, steps, cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for _ in range(steps):
@@ -171,36 +190,162 @@ def minimize(objective, init, steps: int, cfg: SearchConfig, on_step=None):
         return np.asarray(opt.provide_recommendation().value, dtype=float)
 
 
-@contextlib.contextmanager
-def factor_mix(model, factors) -> Iterator[Any]:
-    """LoRAHub's rule as a live branch: ``set(w)`` recomputes ``A = sum w A_n``, ``B = sum w s_n B_n``."""
-    import torch
+@dataclass
+class SearchJob:
+    """One weight search: candidates (their factors), config, composition rule and schedule (steps per stage;
+    default one stage of ``cfg.steps``)."""
 
-    from .stacked import StackedLora
+    factors: list[Any]
+    cfg: SearchConfig = field(default_factory=SearchConfig)
+    rule: str = "linear"
+    stages: list[int] | None = None
 
-    ranks = {f.A[m].shape[0] for f in factors for m in f.modules}
-    if len(ranks) != 1:
-        raise ParameterError("the factor rule ({0} lorahub, LoRAHub's and iLoRAComp's) needs equal ranks; the "
-                             f"candidates have ranks {sorted(ranks)}: search with {{0}} linear", "search_rule")
-    mods = [m for m in factors[0].modules if all(m in f.A for f in factors)]
-    p = next(model.parameters())
-    As = {m: torch.stack([f.A[m] for f in factors]).to(p.device, torch.float32) for m in mods}  # (K, r, d_in)
-    Bs = {m: torch.stack([f.scaling[m] * f.B[m] for f in factors]).to(p.device, torch.float32) for m in mods}  # (K, d_out, r)
-    st = StackedLora(model, [factors[0]], modules=mods)
-    layers = {m: model.get_submodule(m) for m in mods}
+    def schedule(self) -> list[int]:
+        return list(self.stages or [self.cfg.steps])
 
-    class Mix:
-        def set(self, w) -> None:
-            wt = torch.as_tensor(w, dtype=torch.float32, device=p.device)
-            for m, layer in layers.items():
-                layer.A.copy_(torch.einsum("k,krd->rd", wt, As[m]).to(layer.A.dtype))
-                layer.B.copy_(torch.einsum("k,kor->or", wt, Bs[m]).to(layer.B.dtype))
-            st.set_weights([1.0])
 
-    try:
-        yield Mix()
-    finally:
-        st.remove()
+class Trajectory:
+    """One search's optimizer, advanced one evaluation at a time: exactly the asks and tells of :func:`minimize`
+    stage after stage (each later stage a new optimizer from the previous recommendation), then one evaluation
+    of the final recommendation. The optimizer's random state is its own, so trajectories do not depend on what
+    else is searched beside them."""
+
+    def __init__(self, job: SearchJob):
+        import numpy as np
+
+        job.cfg.check()
+        self.cfg, self.stages, self.k = job.cfg, job.schedule(), len(job.factors)
+        self.rec = np.full(self.k, self.cfg.init, dtype=float)
+        self.stage, self.left, self.opt, self.asked = -1, 0, None, None
+        self.history: list[dict[str, Any]] = []
+        self.final: tuple[float, float, float] | None = None
+        self.forward_seconds = 0.0
+
+    def point(self):
+        """The next point to evaluate (the final recommendation last), or None when the search is done."""
+        import numpy as np
+
+        if self.final is not None:
+            return None
+        while self.left == 0:
+            if self.opt is not None:
+                self.rec = np.asarray(self.opt.provide_recommendation().value, dtype=float)
+                self.opt = None
+            self.stage += 1
+            if self.stage == len(self.stages):
+                return self.rec
+            self.opt, self.left = new_optimizer(self.rec, self.stages[self.stage], self.cfg), self.stages[self.stage]
+        self.asked = self.opt.ask()
+        return np.asarray(self.asked.value, dtype=float)
+
+    def objective(self, w, mean: float, lorahub: float) -> tuple[float, float]:
+        import numpy as np
+
+        loss = lorahub if self.cfg.loss == "lorahub" else mean
+        return loss + self.cfg.l1 * float(np.sum(np.abs(w))) / max(self.k, 1), loss
+
+    def tell(self, w, mean: float, lorahub: float) -> None:
+        """The losses at the point :meth:`point` gave."""
+        import numpy as np
+
+        obj, loss = self.objective(w, mean, lorahub)
+        if self.opt is None:  # the final recommendation
+            self.final = (obj, loss, mean)
+            return
+        step = len(self.history) + 1
+        if not math.isfinite(obj):
+            raise EvalError(f"weight search: the support loss is {mean} at step {step} (weights "
+                            f"{np.round(w, 3).tolist()}); check the adapters (pool verify) and the support set")
+        self.history.append({"step": step, "objective": round(obj, 6), "loss": round(loss, 6), "ce": round(mean, 6),
+                             "weights": [round(float(v), 6) for v in w]})
+        self.opt.tell(self.asked, obj)
+        self.left -= 1
+
+    def result(self, names: list[str], rule: str, seconds: float, lockstep: int) -> SearchResult:
+        obj, _, mean = self.final  # type: ignore[misc]
+        return SearchResult(names=names, weights=[float(v) for v in self.rec], objective=float(obj),
+                            support_loss=float(mean), steps=sum(self.stages), history=self.history, seconds=seconds,
+                            forward_seconds=self.forward_seconds, rule=rule, stages=self.stages, k=self.k,
+                            loss=self.cfg.loss, warning=budget_warning(self.k, self.stages), lockstep=lockstep)
+
+
+LOGITS_BYTES = {"cpu": 1 << 30, "cuda": 8 << 30}  # logits one lockstep forward pass may hold, by device type
+
+
+def copies_per_pass(bb, items, device) -> int:
+    """How many searches' copies of a support batch one forward pass takes within :data:`LOGITS_BYTES`."""
+    vocab = int(getattr(bb.model.config, "vocab_size", 0) or 32000)
+    length = max(len(i.get("src", [])) + len(i.get("tgt", [])) for i in items)
+    per_copy = 8 * len(items) * length * vocab  # fp32 logits, and the slice's float copy
+    return max(1, LOGITS_BYTES.get(device.type, 1 << 30) // max(per_copy, 1))
+
+
+def lockstep_losses(bb, stack, live: list[int], encoded, batch_size: int) -> dict[int, tuple[float, float]]:
+    """(token mean, LoRAHub's loss) of each live search at its current point: each support batch is replicated
+    once per search and scored in as few forward passes as :func:`copies_per_pass` allows."""
+    from .train import replicated_token_losses
+
+    per: dict[int, list[tuple[float, int]]] = {j: [] for j in live}
+    for i in range(0, len(encoded), batch_size):
+        items = encoded[i:i + batch_size]
+        n = copies_per_pass(bb, items, stack.device)
+        for c in range(0, len(live), n):
+            chunk = live[c:c + n]
+            stack.activate(chunk, len(items))
+            for j, sc in zip(chunk, replicated_token_losses(bb, bb.model, items, len(chunk))):
+                per[j].append(sc)
+    stack.activate([], 0)
+    return {j: both_losses(per[j], len(encoded)) for j in live}
+
+
+def search_many(bb, jobs: list[SearchJob], support: list[Any], progress: Progress | None = None,
+                key: str = "search") -> list[SearchResult]:
+    """Several weight searches on one support set, advanced in lockstep: at each step every search still running
+    proposes its point and one batched forward pass scores them all (:class:`scalectl.stacked.JobStack`).
+    Each search's trajectory, weights and history are those it has run alone (bit for bit: every search's slice
+    of the batch is computed with the operations and shapes of its own pass). ``seconds`` is each search's share
+    of the wall time; ``lockstep`` says how many searched together."""
+    import warnings
+
+    from .stacked import JobStack
+
+    if not jobs:
+        return []
+    sizes = list(dict.fromkeys(j.cfg.batch_size for j in jobs))
+    if len(sizes) > 1:  # searches that batch their support set differently cannot share forward passes
+        done = {id(j): r for b in sizes for j, r in zip([j for j in jobs if j.cfg.batch_size == b],
+                search_many(bb, [j for j in jobs if j.cfg.batch_size == b], support, progress, key))}
+        return [done[id(j)] for j in jobs]
+    prog = ensure(progress)
+    enc = encode_support(bb, support)
+    trajs = [Trajectory(j) for j in jobs]
+    t0 = time.perf_counter()
+    total = max(sum(t.stages) for t in trajs)
+    what = (f"weight search over {len(jobs[0].factors)} adapters" if len(jobs) == 1 else
+            f"{len(jobs)} weight searches in lockstep")
+    prog.start(key, what, total)
+    best = math.inf
+    with JobStack(bb.model, [(j.factors, j.rule) for j in jobs]) as stack, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        while True:
+            points = {j: p for j, t in enumerate(trajs) if (p := t.point()) is not None}
+            if not points:
+                break
+            for j, w in points.items():
+                stack.set(j, w)
+            tf = time.perf_counter()
+            losses = lockstep_losses(bb, stack, list(points), enc, sizes[0])
+            share = (time.perf_counter() - tf) / len(points)
+            stepped = any(trajs[j].opt is not None for j in points)  # not only final evaluations
+            for j, w in points.items():
+                trajs[j].forward_seconds += share
+                trajs[j].tell(w, *losses[j])
+            best = min([best] + [t.history[-1]["objective"] for t in trajs if t.history])
+            if stepped:
+                prog.advance(key, 1, description=f"{what}: best {best:.4f}")
+    prog.finish(key)
+    seconds = (time.perf_counter() - t0) / len(jobs)
+    return [t.result([f.name for f in j.factors], j.rule, seconds, len(jobs)) for j, t in zip(jobs, trajs)]
 
 
 def search_weights(bb, factors, support, cfg: SearchConfig | None = None, rule: str = "linear",
@@ -209,51 +354,4 @@ def search_weights(bb, factors, support, cfg: SearchConfig | None = None, rule: 
 
     ``stages``: steps per stage (default one stage of ``cfg.steps``); each later stage starts from the previous
     stage's recommendation, with a new optimizer seeded as the first."""
-    import numpy as np
-
-    from .stacked import StackedLora
-
-    cfg = cfg or SearchConfig()
-    cfg.check()
-    stages = list(stages or [cfg.steps])
-    prog = ensure(progress)
-    k = len(factors)
-    enc = encode_support(bb, support)
-    hist: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
-    fwd = 0.0
-    ctx = factor_mix(bb.model, factors) if rule == "lorahub" else StackedLora(bb.model, factors)
-    with ctx as branch:
-        setter = branch.set if rule == "lorahub" else branch.set_weights
-
-        def measure(w: np.ndarray) -> tuple[float, float, float]:
-            """(objective, the objective's loss, token-mean cross-entropy) at ``w``."""
-            nonlocal fwd
-            setter(w)
-            t = time.perf_counter()
-            mean, lorahub = support_losses(bb, bb.model, enc, cfg.batch_size)
-            fwd += time.perf_counter() - t
-            loss = lorahub if cfg.loss == "lorahub" else mean
-            return loss + cfg.l1 * float(np.sum(np.abs(w))) / max(k, 1), loss, mean
-
-        def objective(w: np.ndarray) -> float:
-            obj, loss, mean = measure(w)
-            step = len(hist) + 1
-            if not math.isfinite(obj):
-                raise EvalError(f"weight search: the support loss is {mean} at step {step} (weights "
-                                f"{np.round(w, 3).tolist()}); check the adapters (pool verify) and the support set")
-            hist.append({"step": step, "objective": round(obj, 6), "loss": round(loss, 6), "ce": round(mean, 6),
-                         "weights": [round(float(v), 6) for v in w]})
-            return obj
-
-        prog.start(key, f"weight search over {k} adapters", sum(stages))
-        rec = np.full(k, cfg.init, dtype=float)
-        for n in stages:
-            rec = minimize(objective, rec, n, cfg, on_step=lambda: prog.advance(
-                key, 1, description=f"weight search over {k} adapters: best {min(h['objective'] for h in hist):.4f}"))
-        obj, loss, mean = measure(rec)
-    prog.finish(key)
-    return SearchResult(names=[f.name for f in factors], weights=[float(v) for v in rec], objective=float(obj),
-                        support_loss=float(mean), steps=sum(stages), history=hist, seconds=time.perf_counter() - t0,
-                        forward_seconds=fwd, rule=rule, stages=stages, k=k, loss=cfg.loss,
-                        warning=budget_warning(k, stages))
+    return search_many(bb, [SearchJob(factors, cfg or SearchConfig(), rule, stages)], support, progress, key)[0]

@@ -185,3 +185,138 @@ def merged_weights(model, deltas: dict[str, "torch.Tensor"], fan_in_fan_out: boo
         with torch.no_grad():
             for m, w in saved.items():
                 model.get_submodule(m).weight.copy_(w)
+
+
+# --- several weight searches in one forward pass ---------------------------------------------------------------
+
+
+def _make_jobs_layer_class():
+    import torch
+
+    class JobsLoraLinear(torch.nn.Module):
+        """A frozen base layer and one LoRA branch per search: batch rows ``[i * rows, (i + 1) * rows)`` go through
+        the branch of the i-th active search. Each slice is computed with exactly the operations and shapes a
+        lone :class:`StackedLora` branch applies to it, so each search's losses are bit-identical to its own."""
+
+        def __init__(self, base: torch.nn.Module, owner: "JobStack", module: str):
+            super().__init__()
+            self.base = base
+            self._owner = [owner]
+            self.module = module
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.base(x)
+            owner = self._owner[0]
+            if not owner.active:
+                return y
+            rows, out = owner.rows, []
+            for i, j in enumerate(owner.active):
+                s = slice(i * rows, (i + 1) * rows)
+                br = owner.branches[j].get(self.module)
+                if br is None:
+                    out.append(y[s])
+                    continue
+                A, B, seg, c = br
+                h = x[s].to(A.dtype) @ A.T  # (rows, T, R)
+                out.append(y[s] + ((h * c[seg]) @ B.T).to(y.dtype))
+            return torch.cat(out, dim=0)
+
+    return JobsLoraLinear
+
+
+class JobStack:
+    """J weight searches attached to one model at once, for lockstep searches (:func:`scalectl.search.search_many`).
+
+    Search j's candidates are attached by its rule: ``"linear"`` (every candidate a slice of one rank-sum(r)
+    branch, coefficients = the point, as :class:`StackedLora` ``set_weights``) or ``"lorahub"`` (LoRAHub's factor
+    rule ``A = sum w A_n``, ``B = sum w s_n B_n`` recomputed at each point, as a one-adapter :class:`StackedLora`).
+    :meth:`activate` says which searches the next batch holds, ``rows`` batch rows each, in order.
+    """
+
+    def __init__(self, model, jobs: list[tuple[list["LoraFactors"], str]]):
+        import torch
+
+        p = next(model.parameters())
+        self.model, self.device, self.dtype = model, p.device, p.dtype
+        self.active: list[int] = []
+        self.rows = 0
+        self.branches: list[dict[str, list]] = []
+        self._mix: list[tuple[dict, dict] | None] = []
+        for factors, rule in jobs:
+            if rule not in self.RULES:
+                raise ScalectlError(f"unknown search rule {rule!r}; use one of {', '.join(self.RULES)}")
+            mods = [m for m in factors[0].modules if all(m in f.A for f in factors)]
+            if not mods:
+                raise ScalectlError("the adapters share no module to attach to")
+            mix, branch = self.RULES[rule](self, factors, mods, torch)
+            self._mix.append(mix)
+            self.branches.append(branch)
+        modules = list(dict.fromkeys(m for b in self.branches for m in b))
+        Layer = _make_jobs_layer_class()
+        self._orig: dict[str, torch.nn.Module] = {}
+        for m in modules:
+            try:
+                parent, child = _get_parent(model, m)
+                base = getattr(parent, child)
+            except AttributeError:
+                raise ScalectlError(f"the model has no module {m}: are these adapters for this base?") from None
+            self._orig[m] = base
+            setattr(parent, child, Layer(base, self, m))
+
+    def _factor_rule(self, factors, mods, torch):
+        """LoRAHub's rule: the stacked A_n and s_n B_n, mixed at each point into one rank-r branch."""
+        from .errors import ParameterError
+
+        ranks = {f.A[m].shape[0] for f in factors for m in f.modules}
+        if len(ranks) != 1:
+            raise ParameterError("the factor rule ({0} lorahub, LoRAHub's and iLoRAComp's) needs equal ranks; the "
+                                 f"candidates have ranks {sorted(ranks)}: search with {{0}} linear", "search_rule")
+        dev = self.device
+        As = {m: torch.stack([f.A[m] for f in factors]).to(dev, torch.float32) for m in mods}  # (K, r, d_in)
+        Bs = {m: torch.stack([f.scaling[m] * f.B[m] for f in factors]).to(dev, torch.float32) for m in mods}
+        one = torch.as_tensor([1.0], dtype=torch.float32).to(dev)
+        zeros = {m: torch.zeros(As[m].shape[1], dtype=torch.long, device=dev) for m in mods}
+        return (As, Bs), {m: [None, None, zeros[m], one] for m in mods}
+
+    def _linear_rule(self, factors, mods, torch):
+        """The linear rule: every candidate a slice of one rank-sum(r) branch, the point its coefficients."""
+        dev, dt = self.device, self.dtype
+        branch = {}
+        for m in mods:
+            A = torch.cat([f.A[m] for f in factors], dim=0).to(device=dev, dtype=dt)  # (R, d_in)
+            B = torch.cat([f.scaling[m] * f.B[m] for f in factors], dim=1).to(device=dev, dtype=dt)  # (d_out, R)
+            seg = torch.cat([torch.full((f.A[m].shape[0],), i, dtype=torch.long) for i, f in enumerate(factors)]).to(dev)
+            branch[m] = [A, B, seg, None]
+        return None, branch
+
+    RULES = {"lorahub": _factor_rule, "linear": _linear_rule}
+
+    def set(self, j: int, w) -> None:
+        """Search j's point ``w`` (one weight per candidate)."""
+        import torch
+
+        wt = torch.as_tensor(w, dtype=torch.float32).to(self.device)
+        mix = self._mix[j]
+        for m, br in self.branches[j].items():
+            if mix is None:
+                br[3] = wt
+            else:
+                As, Bs = mix
+                br[0] = torch.einsum("k,krd->rd", wt, As[m]).to(self.dtype)
+                br[1] = torch.einsum("k,kor->or", wt, Bs[m]).to(self.dtype)
+
+    def activate(self, jobs: list[int], rows: int) -> None:
+        """The next batch holds ``rows`` rows of each of ``jobs``, in that order."""
+        self.active, self.rows = list(jobs), rows
+
+    def remove(self) -> None:
+        for m, base in self._orig.items():
+            parent, child = _get_parent(self.model, m)
+            setattr(parent, child, base)
+        self._orig = {}
+
+    def __enter__(self) -> "JobStack":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()

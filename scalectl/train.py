@@ -125,19 +125,44 @@ def _batch(bb, items: list[dict[str, list[int]]]):
 
 def _token_loss(bb, model, batch) -> tuple[Any, int]:
     """Summed cross-entropy over the target tokens of a batch, and their count."""
-    import torch.nn.functional as F
-
     batch = {k: v.to(bb.device) for k, v in batch.items()}
     labels = batch.pop("labels")
+    return _logits_loss(bb, _logits(bb, model, batch, labels), labels)
+
+
+def _logits(bb, model, batch, labels):
+    return model(**batch, labels=labels).logits if bb.is_seq2seq else model(**batch).logits
+
+
+def _logits_loss(bb, logits, labels) -> tuple[Any, int]:
+    """Summed cross-entropy of ``logits`` against ``labels`` (-100: not a target), and the target count."""
+    import torch.nn.functional as F
+
     if bb.is_seq2seq:
-        logits = model(**batch, labels=labels).logits
         tgt = labels
     else:
-        logits = model(**batch).logits[:, :-1]
-        tgt = labels[:, 1:]
+        logits, tgt = logits[:, :-1], labels[:, 1:]
     mask = tgt != -100
     loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.clamp(min=0).reshape(-1), reduction="none")
     return (loss * mask.reshape(-1)).sum(), int(mask.sum())
+
+
+def replicated_token_losses(bb, model, items: list[dict[str, list[int]]], copies: int) -> list[tuple[float, int]]:
+    """One forward pass over ``copies`` copies of the batch ``items`` (copy i: rows ``[i * len(items), ...)``):
+    each copy's summed target cross-entropy and count, computed exactly as :func:`batch_token_losses` computes
+    the batch alone (the copies pad to the same length; the base layers are row-wise)."""
+    import torch
+
+    batch = {k: v.to(bb.device) for k, v in _batch(bb, items * copies).items()}
+    labels = batch.pop("labels")
+    n = len(items)
+    with torch.inference_mode():
+        logits = _logits(bb, model, batch, labels)
+        out = []
+        for i in range(copies):
+            s, c = _logits_loss(bb, logits[i * n:(i + 1) * n], labels[i * n:(i + 1) * n])
+            out.append((float(s), c))
+    return out
 
 
 def batch_token_losses(bb, model, encoded, batch_size: int = 16) -> list[tuple[float, int]]:

@@ -251,7 +251,8 @@ def test_scale_views_aggregations_and_controls(tiny_bbh, llama_base, indexed):
     views3 = s3["plans"]["bbh/tiny_mix"]["views"].values()
     distinct = {json.dumps(g["search"], sort_keys=True): g["search"] for v in views3 for g in v["groups"]}  # run once
     searched = sum(x["seconds"] for x in distinct.values() if not x["cached"])
-    assert s3["path_cost"]["search_seconds"] >= searched > 0
+    # (lockstep searches of every view ran before the views: each view's plan holds its share, rounded to ms)
+    assert s3["path_cost"]["search_seconds"] >= searched - 0.001 * len(distinct) and searched > 0
     assert s3["compose_seconds"] == s3["path_cost"]["compose_seconds"] > 0
 
 
@@ -314,7 +315,7 @@ def test_search_cache_on_disk_is_reused_and_keyed_by_content(tiny_bbh, llama_bas
     def no_search(*a, **k):
         raise AssertionError("searched again despite the cache")
 
-    monkeypatch.setattr(plan_mod, "search_weights", no_search)
+    monkeypatch.setattr(plan_mod, "search_many", no_search)
     again = run_eval("tiny_mix", reg=indexed, bb=bb, pool="tiny", method=_cfg("ilc"), bbh_dir=str(tiny_bbh), limit=4)
     g1 = indexed.run(first.run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]
     g2 = indexed.run(again.run_id)["summary"]["plans"]["bbh/tiny_mix"]["groups"]

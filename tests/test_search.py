@@ -141,13 +141,13 @@ def test_linear_search_history_and_result_match_merged_model(setup, monkeypatch)
 
     reg, bb, factors = setup
     attached = []
-    real_init = stacked.StackedLora.__init__
+    real_init = stacked.JobStack.__init__
 
     def counting(self, *a, **k):
         attached.append(1)
         real_init(self, *a, **k)
 
-    monkeypatch.setattr(stacked.StackedLora, "__init__", counting)
+    monkeypatch.setattr(stacked.JobStack, "__init__", counting)
     before = {k: v.clone() for k, v in bb.model.state_dict().items()}
     res = search_weights(bb, factors, SUPPORT, SearchConfig(steps=12, l1=0.01))  # a light L1: weights move off 0
     assert len(attached) == 1  # attached once, never rebuilt between steps
@@ -181,19 +181,49 @@ def test_nan_loss_stops_and_reports_step(setup, monkeypatch):
 
     reg, bb, factors = setup
     calls = []
-    real = search.support_losses
+    real = search.lockstep_losses
 
     def flaky(*a, **k):
         calls.append(1)
-        return (math.nan, math.nan) if len(calls) == 3 else real(*a, **k)
+        got = real(*a, **k)
+        return {j: (math.nan, math.nan) for j in got} if len(calls) == 3 else got
 
-    monkeypatch.setattr(search, "support_losses", flaky)
+    monkeypatch.setattr(search, "lockstep_losses", flaky)
     with pytest.raises(EvalError, match="at step 3"):
         search_weights(bb, factors, SUPPORT, SearchConfig(steps=5))
-    assert not any(type(m).__name__ == "StackedLoraLinear" for m in bb.model.modules())  # detached after the error
+    assert not any(type(m).__name__ == "JobsLoraLinear" for m in bb.model.modules())  # detached after the error
 
 
 def test_empty_support_target_refused(setup):
     reg, bb, factors = setup
     with pytest.raises(EvalError, match="empty target"):
         search_weights(bb, factors, SUPPORT[:2] + [{"input": "x", "target": " "}], SearchConfig(steps=2))
+
+
+def test_lockstep_searches_are_the_searches_run_alone(setup):
+    """search_many advances several searches together (one batched forward pass per step, each search's slice
+    through its own branch): every trajectory, weight and loss is bit-identical to the search run by itself, for
+    both rules, mixed K, one and two stages, and support batches split across forward passes."""
+    import dataclasses
+
+    import scalectl.search as search
+    from scalectl.search import SearchJob, search_many, two_stage
+
+    reg, bb, factors = setup
+    cfg = SearchConfig(steps=9, batch_size=2)  # 3 support batches of 2, 2, 1
+    jobs = [SearchJob(factors[:2], cfg, "lorahub", two_stage(9)), SearchJob(factors[:2], cfg, "linear"),
+            SearchJob(factors[1::-1], cfg, "lorahub"), SearchJob(factors[::-1], SearchConfig(steps=5, batch_size=2), "linear")]
+    alone = [search_weights(bb, j.factors, SUPPORT, j.cfg, rule=j.rule, stages=j.stages) for j in jobs]
+    together = search_many(bb, jobs, SUPPORT)
+    timing = ("seconds", "forward_seconds", "lockstep")
+    strip = lambda r: {k: v for k, v in dataclasses.asdict(r).items() if k not in timing}  # noqa: E731
+    assert [strip(r) for r in together] == [strip(r) for r in alone]
+    assert [r.lockstep for r in together] == [4] * 4 and [r.lockstep for r in alone] == [1] * 4
+    assert [len(r.history) for r in together] == [9, 9, 9, 5]  # the short search stops early; the others go on
+    old = search.LOGITS_BYTES
+    try:  # one copy per forward pass: the same results again
+        search.LOGITS_BYTES = {"cpu": 1, "cuda": 1}
+        assert [strip(r) for r in search_many(bb, jobs[:2], SUPPORT)] == [strip(r) for r in alone[:2]]
+    finally:
+        search.LOGITS_BYTES = old
+    assert not any(type(m).__name__ == "JobsLoraLinear" for m in bb.model.modules())

@@ -96,6 +96,10 @@ class Method:
     def unit_views(self, cfg: MethodConfig) -> list[str | None]:
         return [None]
 
+    def prefetch(self, ctx, cfg: MethodConfig, task, queries, progress: Progress) -> None:
+        """Work a task's units share, done once before they are computed in one process (SCALE: every view's
+        weight searches in lockstep); by default nothing."""
+
     def compute(self, ctx, cfg: MethodConfig, task, queries, view: str | None, decoding: Decoding,
                 progress: Progress) -> UnitOutput:
         """Plan the task (:meth:`plan`) and decode each group of its queries with its composed update."""

@@ -26,16 +26,19 @@ def generate_mixed(bb, factors, prompts: list[str], W, max_new_tokens: int, batc
     batched greedy decoding, stopping at a newline or EOS."""
     import torch
 
-    from ..backbone import generate_greedy
+    from ..backbone import format_prompts, generate_greedy, length_order
     from ..stacked import StackedLora
 
-    outs: list[str] = []
+    order = length_order(bb.tokenizer, format_prompts(bb, prompts), bb.is_seq2seq)  # each prompt keeps its weights
+    outs: dict[int, str] = {}
     with StackedLora(bb.model, factors) as st:
-        for i in range(0, len(prompts), batch_size):
-            st.set_example_weights(torch.as_tensor(W[i:i + batch_size]))
-            outs += generate_greedy(bb, prompts[i:i + batch_size], max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                    stop_at_newline=True, on_batch=on_batch)
-    return outs
+        for i in range(0, len(order), batch_size):
+            rows = order[i:i + batch_size]
+            st.set_example_weights(torch.as_tensor(W[rows]))
+            got = generate_greedy(bb, [prompts[r] for r in rows], max_new_tokens=max_new_tokens,
+                                  batch_size=batch_size, stop_at_newline=True, on_batch=on_batch, by_length=False)
+            outs.update(zip(rows, got))
+    return [outs[i] for i in range(len(prompts))]
 
 
 def _signal(o, how: str):

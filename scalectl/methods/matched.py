@@ -22,7 +22,7 @@ from typing import Any
 
 from ..search import two_stage
 from .base import EXPORT_OPTIONS, RETRIEVAL_OPTIONS, GroupMethod
-from .plan import Group, cached_search, new_plan, retrieve_for, support_dicts, timed_search
+from .plan import Group, cached_searches, new_plan, retrieve_for, support_dicts, timed_search
 
 
 @dataclass
@@ -40,27 +40,32 @@ def cluster_candidates(cfg, retrieval, j: int) -> list[str]:
     return local
 
 
-def search_cluster(ctx, cfg, plan, cands: list[str], support, progress):
-    """One cluster's weight search as iLoRAComp runs it: two stages, the configured rule; a budget warning goes
-    into the plan's notes."""
-    res = cached_search(ctx, cands, support, cfg.search, cfg.search_rule, progress, two_stage(cfg.search.steps))
-    if res.warning and res.warning not in plan.notes:
-        plan.notes.append(res.warning)
-    return res
+def search_clusters(ctx, cfg, plan, cands: list[list[str]], support, progress):
+    """The clusters' weight searches as iLoRAComp runs each (two stages, the configured rule), advanced together
+    in lockstep; budget warnings go into the plan's notes."""
+    stages = two_stage(cfg.search.steps)
+    found = cached_searches(ctx, [(c, cfg.search_rule, stages) for c in cands], support, cfg.search, progress, plan)
+    for res in found:
+        if res.warning and res.warning not in plan.notes:
+            plan.notes.append(res.warning)
+    return found
+
+
+def cluster_lists(ctx, cfg, plan, task, queries, view: str | None = None):
+    """Retrieval on ``view`` and every support example's candidates: (retrieval, [(example, candidates)])."""
+    ctx.names()
+    retrieval = retrieve_for(ctx, cfg, plan, task, queries, view)
+    return retrieval, [(j, cluster_candidates(cfg, retrieval, j)) for j in range(len(task.support))]
 
 
 def clusters(ctx, cfg, plan, task, queries, progress, view: str | None = None):
     """iLoRAComp's clusters for one task: retrieval on ``view``, then one weight search per support example
-    over its candidates. Returns (retrieval, clusters); the plan records both stages' time."""
-    ctx.names()
-    retrieval = retrieve_for(ctx, cfg, plan, task, queries, view)
+    over its candidates (all in lockstep). Returns (retrieval, clusters); the plan records both stages' time."""
+    retrieval, lists = cluster_lists(ctx, cfg, plan, task, queries, view)
     support = support_dicts(task)
-    out = []
     with timed_search(plan):
-        for j in range(len(support)):
-            cands = cluster_candidates(cfg, retrieval, j)
-            out.append(Cluster(j, cands, search_cluster(ctx, cfg, plan, cands, support, progress)))
-    return retrieval, out
+        found = search_clusters(ctx, cfg, plan, [c for _, c in lists], support, progress)
+    return retrieval, [Cluster(j, c, res) for (j, c), res in zip(lists, found)]
 
 
 def routed_groups(retrieval, found: list[Cluster], n_queries: int, merger: str,

@@ -22,9 +22,10 @@ from typing import Any
 
 from ..progress import Progress
 from ..runrecords import GroupSummary, PathRecord, PlanSummary
-from ..search import SearchConfig, SearchResult, search_weights
+from ..search import SearchConfig, SearchJob, SearchResult, search_many
 
 SEARCH_CACHE_ENV = "SCALECTL_SEARCH_CACHE"  # "0" turns the on-disk search cache off
+LOCKSTEP_ENV = "SCALECTL_LOCKSTEP"  # "0": a task's searches run one after another (the same results, slower)
 
 
 @dataclass
@@ -124,48 +125,81 @@ def disk_cache_dir():
 
 
 def cached_search(ctx, names: list[str], support, cfg: SearchConfig, rule: str, progress: Progress,
-                  stages: list[int] | None = None) -> SearchResult:
-    """A weight search over ``names`` on ``support`` (``stages``: steps per stage, default one stage), cached in the
-    run's context and on disk. A cached result keeps its original ``seconds`` and says ``cached``; a damaged cache
-    entry is searched again and rewritten."""
-    stages = list(stages or [cfg.steps])
-    key = search_cache_key(ctx, names, support, cfg, rule, stages)
-    if key in ctx.searches:
-        return ctx.searches[key]
-    d = disk_cache_dir()
-    path = d / f"{key}.json" if d else None
-    res = None
-    if path is not None and path.exists():
-        try:
-            res = SearchResult.from_dict(json.loads(path.read_text()))
-            res.cached = True
-        except (ValueError, TypeError):
-            res = None
-    if res is None:
-        res = search_weights(ctx.bb, ctx.factors(names), support, cfg, rule=rule, progress=progress, stages=stages)
-        if path is not None:
-            from ..fsutil import atomic_file
+                  stages: list[int] | None = None, plan: "TaskPlan | None" = None) -> SearchResult:
+    """One weight search over ``names`` on ``support`` (``stages``: steps per stage, default one stage), cached:
+    :func:`cached_searches` with one request."""
+    return cached_searches(ctx, [(names, rule, stages)], support, cfg, progress, plan)[0]
 
-            with atomic_file(path) as f:
+
+def cached_searches(ctx, requests: list[tuple[list[str], str, list[int] | None]], support, cfg: SearchConfig,
+                    progress: Progress, plan: "TaskPlan | None" = None) -> list[SearchResult]:
+    """Weight searches (candidates, rule, stages) on one support set, cached in the run's context and on disk;
+    those not cached run together in lockstep (:func:`scalectl.search.search_many`). A cached result keeps its
+    original ``seconds`` and says ``cached``; a damaged cache entry is searched again and rewritten. A search
+    run ahead for this plan (:func:`prefetch_searches`) bills its seconds to ``plan`` when it is taken."""
+    from ..fsutil import atomic_file
+
+    keys = [search_cache_key(ctx, n, support, cfg, r, list(st or [cfg.steps])) for n, r, st in requests]
+    d = disk_cache_dir()
+    found: dict[str, SearchResult] = {}
+    for key in keys:
+        if key in ctx.searches or key in found:
+            continue
+        path = d / f"{key}.json" if d else None
+        if path is not None and path.exists():
+            try:
+                found[key] = SearchResult.from_dict(json.loads(path.read_text()))
+                found[key].cached = True
+            except (ValueError, TypeError):
+                pass
+    todo = {k: rq for k, rq in zip(keys, requests) if k not in ctx.searches and k not in found}
+    for key, res in zip(todo, _search(ctx, list(todo.values()), support, cfg, progress)):
+        found[key] = res
+        ctx.unbilled[key] = res.seconds
+        if d is not None:
+            with atomic_file(d / f"{key}.json") as f:
                 json.dump(res.to_dict(), f)
-    ctx.searches[key] = res
-    if res.warning and res.warning not in ctx.warned:
-        ctx.warned.add(res.warning)
-        progress.log(f"warning: {res.warning}")
-    return res
+    ctx.searches.update(found)
+    out = []
+    for key in keys:
+        res = ctx.searches[key]
+        if plan is not None and key in ctx.unbilled:
+            plan.seconds["search"] = round(plan.seconds.get("search", 0.0) + ctx.unbilled.pop(key), 3)
+        if res.warning and res.warning not in ctx.warned:
+            ctx.warned.add(res.warning)
+            progress.log(f"warning: {res.warning}")
+        out.append(res)
+    return out
+
+
+def _search(ctx, requests, support, cfg: SearchConfig, progress: Progress) -> list[SearchResult]:
+    """The searches of ``requests``: in lockstep, or one after another with ``SCALECTL_LOCKSTEP=0``."""
+    if not requests:
+        return []
+    jobs = [SearchJob(ctx.factors(n), cfg, r, list(st or [cfg.steps])) for n, r, st in requests]
+    if lockstep_on():
+        return search_many(ctx.bb, jobs, support, progress)
+    return [search_many(ctx.bb, [j], support, progress)[0] for j in jobs]
+
+
+def lockstep_on() -> bool:
+    return os.environ.get(LOCKSTEP_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def timed_search(plan: TaskPlan):
-    """A context manager that adds its block's seconds to the plan's ``search`` stage."""
+    """A context manager that adds its block's seconds to the plan's ``search`` stage, less the seconds of the
+    searches it ran (those are billed to the plan by :func:`cached_searches`)."""
     import contextlib
 
     @contextlib.contextmanager
     def _timed():
         t0 = time.perf_counter()
+        before = plan.seconds.get("search", 0.0)
         try:
             yield
         finally:
-            plan.seconds["search"] = round(plan.seconds.get("search", 0.0) + time.perf_counter() - t0, 3)
+            billed = plan.seconds.get("search", 0.0) - before
+            plan.seconds["search"] = round(before + max(time.perf_counter() - t0, billed), 3)
 
     return _timed()
 

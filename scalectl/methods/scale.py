@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 from ..errors import EvalError
 from ..runrecords import QueryRecord, ViewAnswer, ViewsPlanSummary, ViewsRecord
+from ..search import two_stage
 from ..tasks import bbh
 from .base import EXPORT_OPTIONS, RETRIEVAL_OPTIONS, Method, TaskOutput, UnitOutput
-from .matched import Cluster, cluster_candidates, clusters, routed_groups, search_cluster
-from .plan import decode_plan, new_plan, retrieve_for, support_dicts, timed_search
+from .matched import Cluster, cluster_lists, routed_groups, search_clusters
+from .plan import cached_searches, decode_plan, lockstep_on, new_plan, support_dicts, timed_search
 from .routing import softmax_neg
 
 AGGREGATIONS = ("support", "uniform", "best-view", "oracle")  # oracle uses query labels
@@ -86,28 +87,34 @@ class Scale(Method):
 
     # -- one view
 
-    def _random_clusters(self, ctx, cfg, plan, task, queries, view, progress):
-        """The random-views control: the retrieved routing, each routed cluster's candidates drawn at random
-        (same count, seeded by view), searched on the support set."""
-        retrieval = retrieve_for(ctx, cfg, plan, task, queries, view)
+    def view_lists(self, ctx, cfg, plan, task, queries, view):
+        """A view's retrieval and its clusters' candidates: ilc's, or for the random-views control each routed
+        cluster's candidates drawn at random from the pool (same count, seeded by view)."""
+        retrieval, lists = cluster_lists(ctx, cfg, plan, task, queries, view)
+        if not cfg.random_views:
+            return retrieval, lists
         names = ctx.names()
         rng = random.Random(f"{cfg.sdp_seed}:{view}")
-        support = support_dicts(task)
-        found = []
-        with timed_search(plan):
-            for j in range(len(support)):
-                if j not in retrieval.routes:
-                    continue  # no query is decoded on this cluster
-                cands = rng.sample(names, len(cluster_candidates(cfg, retrieval, j)))
-                found.append(Cluster(j, cands, search_cluster(ctx, cfg, plan, cands, support, progress)))
-        return retrieval, found
+        return retrieval, [(j, rng.sample(names, len(c))) for j, c in lists if j in retrieval.routes]
+
+    def prefetch(self, ctx, cfg, task, queries, progress):
+        """Every view's cluster searches of one task, run together in lockstep before the views are computed
+        (each view then takes its searches from the run's cache, with their share of the seconds)."""
+        if not lockstep_on():
+            return
+        scratch = new_plan(task, self.name)
+        requests = []
+        for v in cfg.views:
+            _, lists = self.view_lists(ctx, cfg, scratch, task, queries, v)
+            requests += [(c, cfg.search_rule, two_stage(cfg.search.steps)) for _, c in lists]
+        cached_searches(ctx, requests, support_dicts(task), cfg.search, progress)
 
     def view_plan(self, ctx, cfg, task, queries, view, progress):
         plan = new_plan(task, self.name)
-        if cfg.random_views:
-            retrieval, found = self._random_clusters(ctx, cfg, plan, task, queries, view, progress)
-        else:
-            retrieval, found = clusters(ctx, cfg, plan, task, queries, progress, view=view)
+        retrieval, lists = self.view_lists(ctx, cfg, plan, task, queries, view)
+        with timed_search(plan):
+            searched = search_clusters(ctx, cfg, plan, [c for _, c in lists], support_dicts(task), progress)
+        found = [Cluster(j, c, res) for (j, c), res in zip(lists, searched)]
         own = dict(cfg.merger_params) if cfg.scale_merger == "lasrc" else {}
         if cfg.sdp_rate > 0:
             merger, params = f"sdp+{cfg.scale_merger}", {**own, "sdp.drop_rate": cfg.sdp_rate, "sdp.seed": cfg.sdp_seed}
