@@ -29,6 +29,7 @@ from .errors import EvalError, ParameterError
 from .lowrank import LowRankSpec
 from .methods import BASE_ONLY, Decoding, MethodConfig, TaskOutput, UnitOutput
 from .methods import get as get_method
+from .methods.plan import lockstep_on
 from .progress import Progress, ensure
 from .runrecords import SCHEMA, PathCost, PlanSummary, QueryRecord, RunConfig, RunSummary, ViewsPlanSummary
 from .runrecords import TaskScoreRecord as TaskScore
@@ -271,7 +272,8 @@ def _run_config(req: RunRequest, bb, task_objs, plan, comp) -> dict[str, Any]:
         "bbh_dir": str(task_objs[0].path.parent), "support_offset": bbh.SUPPORT_OFFSET,
         "support_size": bbh.SUPPORT_SIZE, "device": bb.device,
         "dtype": str(next(bb.model.parameters()).dtype).replace("torch.", ""),
-        "decode": "greedy", "batch_size": req.batch_size, "stop": "newline or EOS",
+        "decode": "greedy", "batch_size": req.batch_size, "batch_order": "longest prompt first",
+        "searches": "lockstep" if lockstep_on() else "one after another", "stop": "newline or EOS",
         "max_new_tokens": {t.name: max_new_tokens(bb, t) for t in task_objs},
         "prompt": "chat template" if not bb.is_seq2seq and getattr(bb.tokenizer, "chat_template", None) else "plain",
         "metric": "normalized exact match: str(x).strip().lower().replace('.', '')",
