@@ -366,7 +366,8 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
         }
         sidecar = {
             "name": name, "description": skill.description, "source_task": f"skill/{skill.name}",
-            "tags": ["skill", "scalectl-trained", skill.answer_format],
+            "tags": ["skill", "scalectl-trained", skill.answer_format,
+                     *(skill.family_tags(cfg.seed) if examples is None else [])],
             "examples": [{"input": e["input"], "output": e["target"]} for e in train_ex[:10]],
             "provenance": provenance,
         }

@@ -33,6 +33,13 @@ FORMAT_RE = {
     "MM/DD/YYYY": r"(0[1-9]|1[0-2])/(0[1-9]|[12]\d|3[01])/\d{4}",
     "brackets": r"[)\]}>]( [)\]}>])*",
     "coordinate": r"\(-?\d+, -?\d+\)",
+    # distractors (tests/test_distractors.py recomputes their answers)
+    "word": r"[a-z]+",
+    "ACRONYM": r"[A-Z]+",
+    "roman": r"[IVXLC]+",
+    "number words": r"[a-z]+([ -][a-z]+)*",
+    "binary": r"1[01]*",
+    "title": r"[A-Z][a-z]*( [A-Z][a-z]*)*",
 }
 
 
@@ -447,3 +454,55 @@ def test_object_counting():
             if category_of.get(noun) == target_cat:
                 total += number[count]
         assert int(e["target"]) == total, e
+
+
+# ----------------------------------------------------------------------------- variants: templates and mixtures
+
+
+@pytest.mark.parametrize("template", list(skills.TEMPLATES))
+def test_a_template_rewraps_the_input_and_keeps_the_answer(template):
+    base = get_skill("date-options")
+    v = get_skill(f"date-options.{template}")
+    assert (v.kind, v.parts, v.template, v.answer_format) == ("template", ("date-options",), template, base.answer_format)
+    assert v.description != base.description and v.description.startswith(base.description)
+    exs = generate(v.name, 60, seed=2)
+    assert len({e["input"] for e in exs}) == 60
+    for e in exs:
+        # the wrapped input holds a base-skill input whose options still decide the target
+        inner = [line for line in e["input"].split("\n") if line.startswith("(")]
+        opts = dict(line.split(" ", 1) for line in inner)
+        assert e["target"] in opts and "Options:" in e["input"]
+    plain = {e["input"] for e in generate("date-options", 60, seed=2)}
+    assert not plain & {e["input"] for e in exs}  # another phrasing, another stream
+    wrapped = skills.TEMPLATES[template].wrap(base, "X")
+    assert "X" in wrapped and wrapped != "X"
+
+
+def test_a_mixture_draws_every_part_with_its_own_answers():
+    v = get_skill("grid-return+grid-position")
+    assert (v.kind, v.parts) == ("mixture", ("grid-return", "grid-position"))
+    assert v.answer_format == "Yes/No | coordinate"
+    targets = [e["target"] for e in generate(v.name, 200, seed=0)]
+    yes_no = sum(t in ("Yes", "No") for t in targets)
+    coords = sum(bool(re.fullmatch(FORMAT_RE["coordinate"], t)) for t in targets)
+    assert yes_no + coords == 200 and 60 <= yes_no <= 140
+
+
+def test_family_tags_place_an_adapter():
+    assert get_skill("word-sorting").family_tags(0) == ["kind:skill", "skill:word-sorting", "template:plain", "seed:0"]
+    assert get_skill("word-sorting.qa").family_tags(1) == ["kind:template", "skill:word-sorting", "template:qa",
+                                                            "seed:1"]
+    assert get_skill("caesar-shift").family_tags(0)[0] == "kind:distractor"
+    assert get_skill("date-arithmetic+date-options").family_tags(0)[:3] == [
+        "kind:mixture", "skill:date-arithmetic", "skill:date-options"]
+
+
+def test_variant_errors_name_the_fix():
+    with pytest.raises(TaskError, match="did you mean word-sorting"):
+        get_skill("word-sortin.qa")
+    with pytest.raises(TaskError, match="unknown template 'xx'.*instruct, qa, terse"):
+        get_skill("word-sorting.xx")
+    with pytest.raises(TaskError, match="repeats a skill"):
+        get_skill("grid-return+grid-return")
+    with pytest.raises(TaskError, match="unknown skill 'nope' in 'nope\\+grid-return'"):
+        get_skill("nope+grid-return")

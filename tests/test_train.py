@@ -113,6 +113,20 @@ def test_cli_train_json(tmp_path, llama_base):
     assert [x["name"] for x in rows] == ["parity-check"] and rows[0]["r"] == 2
 
 
+def test_cli_trains_a_variant_and_tags_its_family(tmp_path, llama_base):
+    r = runner.invoke(app, ["pool", "train", "--skill", "parity-check.qa", "--seed", "1", "--name", "pc-qa",
+                            "--base", str(llama_base), "--steps", "1", "--rank", "2", "--batch-size", "2", "--heldout", "2",
+                            "--max-len", "48", "--pool", "fam", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(runner.invoke(app, ["pool", "list", "--pool", "fam", "--json"]).stdout)
+    (row,) = rows
+    assert {"kind:template", "skill:parity-check", "template:qa", "seed:1"} <= set(row["tags"])
+    prov = json.loads(runner.invoke(app, ["pool", "show", "fam:pc-qa", "--json"]).stdout)["provenance"]
+    assert "--skill parity-check.qa --base" in prov["command"] and "--name pc-qa" in prov["command"]
+    r = runner.invoke(app, ["pool", "train", "--skill", "parity-check.zz"])
+    assert r.exit_code == 1 and "unknown template 'zz'" in r.stderr
+
+
 def test_train_on_seq2seq_backbone(tmp_path, t5_base):
     import json as _json
 

@@ -187,7 +187,7 @@ def inspect(name: Annotated[str, typer.Argument(help="Adapter name (or POOL:NAME
 
 @app.command("train")
 def train(
-    skill: Annotated[Optional[str], typer.Option("--skill", "-s", help="Synthetic skill to train on (--list shows them).")] = None,
+    skill: Annotated[Optional[str], typer.Option("--skill", "-s", help="Synthetic skill to train on (--list shows them), SKILL.TEMPLATE (another prompt template: instruct, qa, terse) or SKILL+SKILL (a mixture).")] = None,
     base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model: smollm2-135m (embedded), a model dir, a hub id, or hf:ORG/NAME for the hub itself (default: the pool's base, else smollm2-135m).")] = None,
     rank: Annotated[int, typer.Option("--rank", "-r", help="LoRA rank.")] = 8,
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="lora_alpha (default 2 x rank).")] = None,
@@ -214,14 +214,16 @@ def train(
     from ..tasks import skills
 
     if list_skills:
-        rows = [{"skill": s.name, "format": s.answer_format, "description": s.description, "example": s.make(__import__("random").Random(0))[0]}
-                for s in skills.SKILLS.values()]
+        rows = [{"skill": s.name, "kind": s.kind, "format": s.answer_format, "description": s.description,
+                 "example": s.make(__import__("random").Random(0))[0]} for s in skills.SKILLS.values()]
         if as_json:
             report.emit_json(rows)
         else:
-            report.table(rows, [report.Col("skill", "skill", 0, "id"), report.Col("format", "answer format", 2),
-                                report.Col("description", "description", 1, "text")],
-                         title=f"skills ({len(rows)})")
+            report.table(rows, [report.Col("skill", "skill", 0, "id"), report.Col("kind", "kind", 3),
+                                report.Col("format", "answer format", 2), report.Col("description", "description", 1, "text")],
+                         title=f"skills ({len(rows)})",
+                         caption=f"variants: SKILL{skills.TEMPLATE_SEP}TEMPLATE (templates: {', '.join(skills.TEMPLATES)}) "
+                                 f"and SKILL{skills.MIXTURE_SEP}SKILL (a mixture)")
         return
     if not skill:
         raise TaskError("no skill given: pass --skill NAME (scalectl pool train --list shows them)")

@@ -1,6 +1,6 @@
 """Seeded generators for synthetic *source skills*: the training tasks of the LoRA adapter pool.
 
-Every skill is related in spirit to a BIG-Bench Hard task family (arithmetic, boolean logic,
+Every skill of the table (``kind`` ``skill``) is related in spirit to a BIG-Bench Hard task family (arithmetic, boolean logic,
 dates, tracking, ordering, brackets, lettered multiple choice, ...) but none of it is BIG-Bench
 Hard: no benchmark file is read, imported or copied, and every template, word list and name
 below was written for this module. Only the *answer formats* mirror the benchmark, so that an
@@ -17,6 +17,10 @@ Answers are computed from the generated structure (integer arithmetic, an expres
 looked up. Inputs are short (well under 90 words) because adapters are trained with 128-token
 sequences on a CPU. Everything is stdlib-only and deterministic: ``generate(name, n, seed)``
 seeds ``random.Random(f"{name}:{seed}")`` and iterates only over lists and dicts.
+
+The table also holds the distractors of :mod:`.distractors` (skills no BBH task needs), and
+:func:`get_skill` builds variants of table skills: ``SKILL.TEMPLATE`` (the same content under
+another prompt template, :data:`TEMPLATES`) and ``SKILL+SKILL`` (a mixture drawn half and half).
 """
 
 from __future__ import annotations
@@ -31,98 +35,45 @@ from decimal import Decimal
 from typing import Callable
 
 from ..errors import TaskError
+from .distractors import DISTRACTORS
+from .vocab import (
+    CATEGORIES,
+    CATEGORY_PLURALS,
+    COLORS,
+    LONG_WORDS,
+    NAMES,
+    NUMBER_WORDS,
+    WORDS,
+    article,
+    join_and,
+    lettered_options,
+    yes_no,
+)
 
-__all__ = ["Skill", "SKILLS", "skill_names", "get_skill", "generate", "split"]
+__all__ = ["Skill", "SKILLS", "TEMPLATES", "skill_names", "get_skill", "generate", "split"]
 
 
 @dataclass(frozen=True)
 class Skill:
-    """One synthetic skill: ``make(rng)`` returns one ``(input, target)`` pair."""
+    """One synthetic skill: ``make(rng)`` returns one ``(input, target)`` pair.
+
+    ``kind`` is its family in a pool: ``skill`` (a BBH-related skill), ``distractor`` (one no BBH task
+    needs), ``template`` (a skill under another prompt template, :data:`TEMPLATES`) or ``mixture``
+    (two or more skills drawn half and half); ``parts`` names the table skills it is made of."""
 
     name: str
     description: str
     answer_format: str
     make: Callable[[random.Random], tuple[str, str]]
+    kind: str = "skill"
+    parts: tuple[str, ...] = ()
+    template: str = "plain"
 
-
-# --------------------------------------------------------------------------------------------
-# shared vocabulary (hand-written for this module)
-
-NAMES = [
-    "Ann", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivan", "Jo", "Kim", "Leo",
-    "Mia", "Ned", "Oda", "Pia", "Raj", "Sol", "Tess", "Uma", "Vic", "Wes", "Yara", "Zed",
-]
-
-WORDS = [
-    "acorn", "anchor", "apron", "badge", "bamboo", "banner", "basket", "beacon", "biscuit", "blanket",
-    "bottle", "bucket", "cabin", "candle", "canyon", "carpet", "castle", "cedar", "chimney", "circus",
-    "cliff", "clover", "cobalt", "comet", "copper", "cotton", "crayon", "crystal", "dagger", "desert",
-    "dolphin", "donkey", "dragon", "drum", "eagle", "echo", "ember", "engine", "falcon", "feather",
-    "fiddle", "forest", "fossil", "garden", "garlic", "glacier", "goblet", "granite", "gravel", "harbor",
-    "harvest", "helmet", "hollow", "honey", "island", "ivory", "jacket", "jigsaw", "jungle", "kernel",
-    "kettle", "kitten", "ladder", "lantern", "lemon", "lizard", "lobster", "magnet", "maple", "marble",
-    "meadow", "mirror", "mitten", "monkey", "mustard", "needle", "nickel", "noodle", "oasis", "oyster",
-    "paddle", "pebble", "pepper", "pillow", "planet", "pocket", "puzzle", "quartz", "quiver", "rabbit",
-    "raven", "ribbon", "river", "rocket", "saddle", "salmon", "sandal", "shadow", "silver", "spider",
-    "stable", "sunset", "tablet", "thimble", "thunder", "tiger", "timber", "tunnel", "turnip", "umbrella",
-    "valley", "velvet", "violin", "walnut", "wagon", "whistle", "willow", "window", "wizard", "yarn",
-    "yogurt", "zebra", "zipper",
-]
-
-# category -> (singular, plural) nouns; no item belongs to two categories
-CATEGORIES: dict[str, list[tuple[str, str]]] = {
-    "fruit": [("apple", "apples"), ("banana", "bananas"), ("cherry", "cherries"), ("grape", "grapes"),
-              ("peach", "peaches"), ("plum", "plums"), ("mango", "mangoes"), ("pear", "pears"),
-              ("kiwi", "kiwis"), ("orange", "oranges")],
-    "vegetable": [("carrot", "carrots"), ("onion", "onions"), ("potato", "potatoes"), ("cabbage", "cabbages"),
-                  ("leek", "leeks"), ("radish", "radishes"), ("turnip", "turnips"), ("beet", "beets")],
-    "animal": [("dog", "dogs"), ("cat", "cats"), ("rabbit", "rabbits"), ("goat", "goats"), ("horse", "horses"),
-               ("duck", "ducks"), ("frog", "frogs"), ("sheep", "sheep"), ("cow", "cows"), ("mouse", "mice")],
-    "musical instrument": [("violin", "violins"), ("flute", "flutes"), ("drum", "drums"), ("trumpet", "trumpets"),
-                           ("piano", "pianos"), ("guitar", "guitars"), ("harp", "harps"), ("cello", "cellos")],
-    "tool": [("hammer", "hammers"), ("wrench", "wrenches"), ("saw", "saws"), ("screwdriver", "screwdrivers"),
-             ("chisel", "chisels"), ("drill", "drills"), ("shovel", "shovels"), ("rake", "rakes")],
-    "vehicle": [("bus", "buses"), ("truck", "trucks"), ("bicycle", "bicycles"), ("tractor", "tractors"),
-                ("scooter", "scooters"), ("van", "vans"), ("taxi", "taxis"), ("train", "trains")],
-    "piece of furniture": [("chair", "chairs"), ("table", "tables"), ("sofa", "sofas"), ("bed", "beds"),
-                           ("desk", "desks"), ("bookcase", "bookcases"), ("stool", "stools"), ("dresser", "dressers")],
-}
-CATEGORY_PLURALS = {
-    "fruit": "fruits", "vegetable": "vegetables", "animal": "animals", "musical instrument": "musical instruments",
-    "tool": "tools", "vehicle": "vehicles", "piece of furniture": "pieces of furniture",
-}
-
-COLORS = ["red", "blue", "green", "yellow", "purple", "orange", "pink", "brown", "black", "white", "gray", "teal"]
-NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
-LETTERS = "ABCDEFGH"
-
-
-# --------------------------------------------------------------------------------------------
-# helpers
-
-
-def _options(rng: random.Random, correct: str, distractors: list[str]) -> tuple[str, str]:
-    """Shuffle ``correct`` among ``distractors``; return (the ``Options:`` block, the correct ``(X)``)."""
-    choices = [correct, *distractors]
-    if len(set(choices)) != len(choices):  # pragma: no cover - a generator bug, not user input
-        raise TaskError(f"duplicate option among {choices}")
-    rng.shuffle(choices)
-    lines = [f"({LETTERS[i]}) {c}" for i, c in enumerate(choices)]
-    return "Options:\n" + "\n".join(lines), f"({LETTERS[choices.index(correct)]})"
-
-
-def _article(word: str) -> str:
-    return ("an " if word[0] in "aeiou" else "a ") + word
-
-
-def _join_and(items: list[str]) -> str:
-    if len(items) == 1:
-        return items[0]
-    return ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _yn(flag: bool) -> str:
-    return "Yes" if flag else "No"
+    def family_tags(self, seed: int) -> list[str]:
+        """Tags that place an adapter trained on this skill in its family: ``kind:``, ``skill:`` (each
+        part), ``template:`` and ``seed:``; the audit groups a pool by them."""
+        return [f"kind:{self.kind}", *(f"skill:{p}" for p in self.parts or (self.name,)),
+                f"template:{self.template}", f"seed:{seed}"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,7 +145,7 @@ def make_number_comparison(rng: random.Random) -> tuple[str, str]:
     larger = rng.random() < 0.5
     want = max(x, y, key=Decimal) if larger else min(x, y, key=Decimal)
     other = y if want == x else x
-    opts, ans = _options(rng, want, [other])
+    opts, ans = lettered_options(rng, want, [other])
     return f"Which number is {'larger' if larger else 'smaller'}?\n{opts}", ans
 
 
@@ -241,7 +192,7 @@ def make_parity_check(rng: random.Random) -> tuple[str, str]:
             val *= v
     parity = rng.choice(["even", "odd"])
     truth = (val % 2 == 0) == (parity == "even")
-    return f"Is the {what} of {_join_and([str(v) for v in nums])} an {parity} number?", _yn(truth)
+    return f"Is the {what} of {join_and([str(v) for v in nums])} an {parity} number?", yes_no(truth)
 
 
 UNITS = [  # (large unit plural, small unit plural, factor)
@@ -332,7 +283,7 @@ def make_truth_teller_chains(rng: random.Random) -> tuple[str, str]:
         claim_honest = rng.random() < 0.5
         sents.append(f"{cur} says {prev} {'tells the truth' if claim_honest else 'lies'}.")
         honest = claim_honest == honest  # the claim is true iff it matches prev's status
-    return " ".join(sents) + f" Does {people[-1]} tell the truth?", _yn(honest)
+    return " ".join(sents) + f" Does {people[-1]} tell the truth?", yes_no(honest)
 
 
 SYLLOGISM_TERMS = ["wugs", "daxes", "blickets", "feps", "zorbs", "glims", "tovs", "plonks", "snarps", "quibs"]
@@ -451,8 +402,8 @@ def _ordering_attempt(rng: random.Random) -> tuple[str, str]:
     q_word = "last" if q_i == k - 1 and rng.random() < 0.5 else ORDINALS[q_i]
     shown = people[:]
     rng.shuffle(shown)
-    opts, ans = _options(rng, order[q_i], [p for p in people if p != order[q_i]])
-    intro = scene["intro"].format(n=NUMBER_WORDS[k].capitalize(), names=_join_and(shown))
+    opts, ans = lettered_options(rng, order[q_i], [p for p in people if p != order[q_i]])
+    intro = scene["intro"].format(n=NUMBER_WORDS[k].capitalize(), names=join_and(shown))
     return f"{intro} {' '.join(facts)} {scene['q'].format(ord=q_word)}\n{opts}", ans
 
 
@@ -471,14 +422,6 @@ def make_word_reversal(rng: random.Random) -> tuple[str, str]:
     words = rng.sample(WORDS, rng.randint(3, 7))
     return f"Write these words in reverse order: {' '.join(words)}", " ".join(reversed(words))
 
-
-LONG_WORDS = [
-    "strawberry", "bookkeeper", "committee", "assessment", "parallel", "balloon", "coffee", "pepperoni", "referee",
-    "occurrence", "success", "address", "millennium", "hippopotamus", "pineapple", "broccoli", "accommodate",
-    "giraffe", "butterfly", "cinnamon", "possession", "embarrass", "raccoon", "necessary", "caterpillar",
-    "grasshopper", "excellent", "difficult", "beginning", "banana", "mammoth", "tomorrow", "llama", "avocado",
-    "peppermint", "cucumber", "blueberry", "kangaroo", "mosquito", "volleyball",
-]
 
 
 def make_letter_counting(rng: random.Random) -> tuple[str, str]:
@@ -504,7 +447,7 @@ def make_object_counting(rng: random.Random) -> tuple[str, str]:
         sing, plur = rng.choice([x for x in CATEGORIES[cat] if x[0] not in used])
         used.append(sing)
         cnt = rng.choice(counts)
-        return cat, _article(sing) if cnt == 1 else f"{NUMBER_WORDS[cnt]} {plur}", cnt
+        return cat, article(sing) if cnt == 1 else f"{NUMBER_WORDS[cnt]} {plur}", cnt
 
     used: list[str] = []
     chosen = [pick(target_cat if rng.random() < 0.55 else rng.choice(cats), used, [1, 1, 2, 3, 4, 5])
@@ -514,7 +457,7 @@ def make_object_counting(rng: random.Random) -> tuple[str, str]:
     total = sum(c for cat, _, c in chosen if cat == target_cat)
     owner = rng.choice(["I have", "We own", "My list has", "The storeroom holds"])
     return (
-        f"{owner} {_join_and([p for _, p, _ in chosen])}. How many {CATEGORY_PLURALS[target_cat]} is that?",
+        f"{owner} {join_and([p for _, p, _ in chosen])}. How many {CATEGORY_PLURALS[target_cat]} is that?",
         str(total),
     )
 
@@ -525,8 +468,8 @@ def make_category_choice(rng: random.Random) -> tuple[str, str]:
     correct = rng.choice(CATEGORIES[cat])[0]
     others = rng.sample([c for c in cats if c != cat], 3)
     distractors = [rng.choice(CATEGORIES[c])[0] for c in others]
-    opts, ans = _options(rng, correct, distractors)
-    return f"Which of these is {_article(cat)}?\n{opts}", ans
+    opts, ans = lettered_options(rng, correct, distractors)
+    return f"Which of these is {article(cat)}?\n{opts}", ans
 
 
 def make_odd_one_out(rng: random.Random) -> tuple[str, str]:
@@ -534,7 +477,7 @@ def make_odd_one_out(rng: random.Random) -> tuple[str, str]:
     main, odd = rng.sample(cats, 2)
     group = [s for s, _ in rng.sample(CATEGORIES[main], 3)]
     outlier = rng.choice(CATEGORIES[odd])[0]
-    opts, ans = _options(rng, outlier, group)
+    opts, ans = lettered_options(rng, outlier, group)
     return f"Three of these words belong together. Which one does not belong?\n{opts}", ans
 
 
@@ -552,7 +495,7 @@ def make_antonym_choice(rng: random.Random) -> tuple[str, str]:
     i = rng.randrange(len(ANTONYMS))
     word, opposite = ANTONYMS[i] if rng.random() < 0.5 else ANTONYMS[i][::-1]
     pool = [w for j, pair in enumerate(ANTONYMS) if j != i for w in pair]
-    opts, ans = _options(rng, opposite, rng.sample(pool, 3))
+    opts, ans = lettered_options(rng, opposite, rng.sample(pool, 3))
     return f'Which word means the opposite of "{word}"?\n{opts}', ans
 
 
@@ -580,7 +523,7 @@ def make_adjective_order(rng: random.Random) -> tuple[str, str]:
         article = "an" if ws[0][0].lower() in "aeiou" else "a"
         return f"{article} {' '.join(ws)} {noun}"
 
-    opts, ans = _options(rng, phrase(adjs), [phrase(wrong)])
+    opts, ans = lettered_options(rng, phrase(adjs), [phrase(wrong)])
     return f"Which phrase puts the adjectives in the natural English order?\n{opts}", ans
 
 
@@ -605,10 +548,10 @@ def make_plausibility_judgement(rng: random.Random) -> tuple[str, str]:
     j = i if plausible else rng.choice([x for x in range(len(table)) if x != i])
     who = rng.choice(NAMES)
     if table is TOOL_USES:
-        sentence = f"{who} used {_article(table[i][0])} to {table[j][1]}."
+        sentence = f"{who} used {article(table[i][0])} to {table[j][1]}."
     else:
-        sentence = f"{who} heard {_article(table[i][0])} {table[j][1]} outside."
-    return f'Is the following sentence plausible? "{sentence}"', _yn(plausible)
+        sentence = f"{who} heard {article(table[i][0])} {table[j][1]} outside."
+    return f'Is the following sentence plausible? "{sentence}"', yes_no(plausible)
 
 
 OBJECTS = ["cup", "book", "pen", "ball", "hat", "scarf", "mug", "notebook", "kite", "candle", "plate", "sock"]
@@ -618,11 +561,11 @@ def make_color_lookup(rng: random.Random) -> tuple[str, str]:
     items = rng.sample(OBJECTS, rng.randint(3, 5))
     colors = rng.sample(COLORS, len(items))
     place = rng.choice(["On the desk", "On the floor", "In the box", "On the shelf"])
-    described = _join_and([f"{_article(c)} {o}" for c, o in zip(colors, items)])
+    described = join_and([f"{article(c)} {o}" for c, o in zip(colors, items)])
     k = rng.randrange(len(items))
     shown_others = rng.sample([c for c in colors if c != colors[k]], 2)
     distractors = shown_others + rng.sample([c for c in COLORS if c not in colors], 1)
-    opts, ans = _options(rng, colors[k], distractors)
+    opts, ans = lettered_options(rng, colors[k], distractors)
     return f"{place} there is {described}. What color is the {items[k]}?\n{opts}", ans
 
 
@@ -643,7 +586,7 @@ def make_table_lookup(rng: random.Random) -> tuple[str, str]:
     else:
         who = rng.choice(people)
     question = f"Who is {ages[people.index(who)]} years old?" if kind == "age" else f"Who is the {kind}?"
-    opts, ans = _options(rng, who, [p for p in people if p != who])
+    opts, ans = lettered_options(rng, who, [p for p in people if p != who])
     return f"Here is a table.\nname, age, height (cm)\n{rows}\n{question}\n{opts}", ans
 
 
@@ -692,7 +635,7 @@ def make_date_options(rng: random.Random) -> tuple[str, str]:
             distractors.append(s)
         if len(distractors) == 3:
             break
-    opts, letter = _options(rng, ans.strftime(fmt), distractors)
+    opts, letter = lettered_options(rng, ans.strftime(fmt), distractors)
     return f"{q}\n{opts}", letter
 
 
@@ -716,7 +659,7 @@ def make_grid_return(rng: random.Random) -> tuple[str, str]:
         if len(moves) >= 2 and ((x, y) == (0, 0)) == back:
             break
     steps = " ".join(f"Walk {n} step{'s' if n > 1 else ''} {d}." for n, d in moves)
-    return f"You stand on a grid. {steps} Are you back where you started?", _yn(back)
+    return f"You stand on a grid. {steps} Are you back where you started?", yes_no(back)
 
 
 MOVES = {"up": (0, 1), "down": (0, -1), "right": (1, 0), "left": (-1, 0)}
@@ -758,7 +701,7 @@ def make_swap_tracking(rng: random.Random) -> tuple[str, str]:
         sents.append(f"{a} and {b} swap {plural}.")
     who = rng.choice(people)
     correct = holding[who]
-    opts, ans = _options(rng, correct, [i for i in items if i != correct])
+    opts, ans = lettered_options(rng, correct, [i for i in items if i != correct])
     return f"{intro} {' '.join(sents)} At the end, what does {who} have?\n{opts}", ans
 
 
@@ -843,8 +786,78 @@ SKILLS: dict[str, Skill] = {
                make_table_lookup),
         _skill("adjective-order", "Choose the phrase whose adjectives follow natural English order.", "(A)-(B)",
                make_adjective_order),
+        *(Skill(name, description, fmt, make, kind="distractor") for name, description, fmt, make in DISTRACTORS),
     ]
 }
+
+
+# --------------------------------------------------------------------------------------------
+# variants: a table skill under another prompt template (``word-sorting.qa``), or a mixture of
+# table skills (``grid-return+grid-position``), the way a hub pool holds one dataset under several
+# templates and modules trained on related tasks together. The answer is the part's own.
+
+
+@dataclass(frozen=True)
+class Template:
+    """Another phrasing around a skill's input: ``wrap(skill, input)`` is the new prompt."""
+
+    name: str
+    wrap: Callable[[Skill, str], str]
+
+
+TEMPLATES: dict[str, Template] = {
+    t.name: t
+    for t in [
+        Template("instruct", lambda s, inp: f"Task: {s.description}\n\n{inp}"),
+        Template("qa", lambda s, inp: f"Question: {inp}\nAnswer:"),
+        Template("terse", lambda s, inp: f"{inp}\n\nReply with the answer only."),
+    ]
+}
+TEMPLATE_SEP, MIXTURE_SEP = ".", "+"
+
+
+def _templated(base: Skill, template: Template, name: str) -> Skill:
+    def make(rng: random.Random) -> tuple[str, str]:
+        inp, target = base.make(rng)
+        return template.wrap(base, inp), target
+
+    return Skill(name, f"{base.description} (template {template.name})", base.answer_format, make,
+                 kind="template", parts=(base.name,), template=template.name)
+
+
+def _mixture(parts: list[Skill], name: str) -> Skill:
+    def make(rng: random.Random) -> tuple[str, str]:
+        return parts[rng.randrange(len(parts))].make(rng)
+
+    return Skill(name, "Mixture: " + " / ".join(p.description for p in parts),
+                 " | ".join(dict.fromkeys(p.answer_format for p in parts)), make, kind="mixture",
+                 parts=tuple(p.name for p in parts))
+
+
+def _table_skill(name: str, spec: str) -> Skill:
+    try:
+        return SKILLS[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), list(SKILLS), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        where = f" in {spec!r}" if spec != name else ""
+        raise TaskError(f"unknown skill {name!r}{where}{hint} Known skills: {', '.join(SKILLS)}; "
+                        f"variants: SKILL{TEMPLATE_SEP}TEMPLATE ({', '.join(TEMPLATES)}), "
+                        f"SKILL{MIXTURE_SEP}SKILL") from None
+
+
+def _variant(spec: str) -> Skill:
+    if MIXTURE_SEP in spec:
+        names = spec.split(MIXTURE_SEP)
+        if len(set(names)) != len(names):
+            raise TaskError(f"mixture {spec!r} repeats a skill")
+        return _mixture([_table_skill(n, spec) for n in names], spec)
+    base, _, tname = spec.rpartition(TEMPLATE_SEP)
+    if base and tname not in TEMPLATES:
+        raise TaskError(f"unknown template {tname!r} in {spec!r}; templates: {', '.join(TEMPLATES)}")
+    if not base:
+        return _table_skill(spec, spec)
+    return _templated(_table_skill(base, spec), TEMPLATES[tname], spec)
 
 
 # --------------------------------------------------------------------------------------------
@@ -857,13 +870,11 @@ def skill_names() -> list[str]:
 
 
 def get_skill(name: str) -> Skill:
-    """The skill called ``name``; an unknown name raises TaskError with close matches and the full list."""
-    try:
+    """The skill called ``name``: a table skill, ``SKILL.TEMPLATE`` or ``SKILL+SKILL``; an unknown name
+    raises TaskError with close matches and the full list."""
+    if name in SKILLS:
         return SKILLS[name]
-    except KeyError:
-        close = difflib.get_close_matches(str(name), list(SKILLS), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise TaskError(f"unknown skill {name!r}{hint} Known skills: {', '.join(SKILLS)}") from None
+    return _variant(str(name))
 
 
 def generate(name: str, n: int, seed: int = 0, *, exclude: set[str] | frozenset[str] = frozenset()) -> list[dict]:
