@@ -1177,17 +1177,19 @@ def calibration(reg, run: str = "scale") -> dict[str, Any]:
 # ---------------------------------------------------------------- compatibility (method.md, "Compatibility")
 
 
-def compat(reg, pool: str, top: int = 20) -> dict[str, Any]:
+def compat(reg, pool: str, top: int = 20, families: bool = False) -> dict[str, Any]:
     """Pairwise RMS cosine of a pool's adapters (:func:`scalectl.compat.pairwise_cosines`), most similar first.
 
     Remote rows (hub ids not fetched yet) are left out with a note; the cosines use the modules every loaded
-    adapter shares.
+    adapter shares. ``families``: order the adapters by their family tags (:class:`scalectl.compat.Family`) and
+    summarize the cosines per relation (seed repeat, other template, mixture and its part, ..., unrelated).
 
     Returns:
         ``{"pool", "names", "rms_cosine" (K x K list), "mean_cosine", "modules", "pairs" (the ``top`` most similar:
-        rank, a, b, rms_cosine, mean_cosine), "n_pairs", "notes"}``.
+        rank, a, b, rms_cosine, mean_cosine), "n_pairs", "notes"}``, with ``families`` ``{"relations": [...],
+        "family": {name: {kind, skills, template, seed}}}``.
     """
-    from .compat import pairwise_cosines
+    from .compat import Family, pairwise_cosines, relation_summary
 
     if top < 1:
         raise EvalError(f"--top must be at least 1, got {top}")
@@ -1200,7 +1202,15 @@ def compat(reg, pool: str, top: int = 20) -> dict[str, Any]:
     if remote:
         notes.append(f"{len(remote)} remote adapter(s) not fetched, left out (scalectl pool fetch): {', '.join(remote[:5])}"
                      + (" ..." if len(remote) > 5 else ""))
-    names = [r["name"] for r in rows if r.get("status") != "remote"]
+    local = [r for r in rows if r.get("status") != "remote"]
+    fams = {r["name"]: Family.from_tags(r.get("tags")) for r in local} if families else {}
+    if families:
+        untagged = [n for n, f in fams.items() if f is None]
+        if untagged:
+            raise EvalError(f"pool {pool!r}: {len(untagged)} adapter(s) carry no family tags (kind:..., skill:...), "
+                            f"e.g. {untagged[0]!r}; --families needs them on every adapter")
+        local.sort(key=lambda r: fams[r["name"]].sort_key())
+    names = [r["name"] for r in local]
     if len(names) < 2:
         raise EvalError(f"pool {pool!r} has {len(names)} local adapter(s); compatibility needs at least two")
     factors = [reg.load_factors(n, pool) for n in names]
@@ -1209,9 +1219,70 @@ def compat(reg, pool: str, top: int = 20) -> dict[str, Any]:
     except ScalectlError as e:
         raise EvalError(f"pool {pool!r}: {e}") from None
     pairs = c.pairs()
-    return {"pool": pool, "names": c.names, "rms_cosine": np.asarray(c.rms_cosine).tolist(),
-            "mean_cosine": np.asarray(c.mean_cosine).tolist(), "modules": c.modules,
-            "pairs": [{"rank": i + 1, **p} for i, p in enumerate(pairs[:top])], "n_pairs": len(pairs), "notes": notes}
+    out = {"pool": pool, "names": c.names, "rms_cosine": np.asarray(c.rms_cosine).tolist(),
+           "mean_cosine": np.asarray(c.mean_cosine).tolist(), "modules": c.modules,
+           "pairs": [{"rank": i + 1, **p} for i, p in enumerate(pairs[:top])], "n_pairs": len(pairs), "notes": notes}
+    if families:
+        out["families"] = {
+            "relations": relation_summary(c.names, fams, c.rms_cosine),
+            "family": {n: {"kind": f.kind, "skills": sorted(f.skills), "template": f.template, "seed": f.seed}
+                       for n, f in fams.items()},
+        }
+    return out
+
+
+# ---------------------------------------------------------------- which families retrieval brought
+
+
+def family_counts(names: Sequence[str], families: dict[str, Any]) -> dict[str, Any]:
+    """One candidate list by family: how many of each kind (skill, template, mixture, distractor, untagged), and
+    how many adapters of each skill family (a mixture's family is its skills joined with ``+``), most first."""
+    kinds: dict[str, int] = {}
+    fams: dict[str, int] = {}
+    for n in names:
+        f = families.get(n)
+        kind = f.kind if f is not None else "untagged"
+        kinds[kind] = kinds.get(kind, 0) + 1
+        label = "+".join(sorted(f.skills)) if f is not None else n
+        fams[label] = fams.get(label, 0) + 1
+    return {"n": len(names), "distractors": kinds.get("distractor", 0), "kinds": kinds,
+            "families": sorted(fams.items(), key=lambda kv: (-kv[1], kv[0]))}
+
+
+def retrieval_families(reg, run: str) -> dict[str, Any]:
+    """Per task (and SCALE view) of a run: the families of its global list and of each support example's local
+    list, read from the adapters' family tags in the registry (:class:`scalectl.compat.Family`).
+
+    Returns:
+        ``{"run", "method", "pool", "tasks": {task: [{"view", "global": family_counts, "local": [family_counts per
+        support example], "local_distractors_mean"}]}, "notes"}``.
+    """
+    from .compat import Family
+    from .retrieve import Retrieval
+
+    r, note = resolve_run(reg, run)
+    require_done([r])
+    pool = run_pool(r)
+    families = {row["name"]: Family.from_tags(row.get("tags")) for row in reg.list(pool=pool)} if pool else {}
+    notes = [note] if note else []
+    if not any(families.values()):
+        notes.append(f"pool {pool!r} carries no family tags (kind:, skill:): every candidate counts as untagged")
+    tasks: dict[str, list[dict[str, Any]]] = {}
+    for task, plan in run_plans(r).items():
+        views = plan.views.items() if isinstance(plan, ViewsPlanSummary) else [(None, plan)]
+        for view, p in views:
+            if not p.retrieval:
+                continue
+            ret = Retrieval.from_dict(p.retrieval)
+            local = [family_counts([n for n, _ in lst], families) for lst in ret.local_candidates]
+            tasks.setdefault(task, []).append({
+                "view": view or ret.view, "global": family_counts([n for n, _ in ret.global_candidates], families),
+                "local": local,
+                "local_distractors_mean": float(np.mean([c["distractors"] for c in local])) if local else None,
+            })
+    if not tasks:
+        raise EvalError(f"run {r['id']} ({r['method']}) recorded no retrieval (LoRAHub draws at random; try ilc)")
+    return {"run": r["id"], "method": r["method"], "pool": pool, "tasks": tasks, "notes": notes}
 
 
 # ---------------------------------------------------------------- error taxonomy (method.md, "Audit statistics")

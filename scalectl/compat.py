@@ -69,3 +69,64 @@ def pairwise_cosines(factors: list[Any]) -> Compatibility:
         mean += c
     rms = np.sqrt(sq / len(mods))
     return Compatibility(names=[f.name for f in factors], rms_cosine=rms, mean_cosine=mean / len(mods), modules=len(mods))
+
+
+# ---------------------------------------------------------------- families (a pool whose adapters carry family tags)
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where an adapter sits in a pool, read from its tags ``kind:``, ``skill:`` (one per part), ``template:``,
+    ``seed:`` (what :meth:`scalectl.tasks.skills.Skill.family_tags` writes)."""
+
+    kind: str
+    skills: frozenset[str]
+    template: str
+    seed: str
+
+    @classmethod
+    def from_tags(cls, tags: list[str] | None) -> "Family | None":
+        vals: dict[str, list[str]] = {}
+        for t in tags or []:
+            key, sep, v = t.partition(":")
+            if sep:
+                vals.setdefault(key, []).append(v)
+        if not vals.get("kind") or not vals.get("skill"):
+            return None
+        return cls(vals["kind"][0], frozenset(vals["skill"]), (vals.get("template") or ["plain"])[0],
+                   (vals.get("seed") or ["0"])[0])
+
+    def sort_key(self) -> tuple:
+        return (self.kind == "distractor", min(self.skills), len(self.skills), self.template != "plain",
+                self.template, self.seed)
+
+
+def _mixture(f: Family) -> bool:
+    return f.kind == "mixture"
+
+
+RELATIONS: list[tuple[str, Any]] = [  # (label, test(a, b)); the first that holds names the pair
+    ("seed repeat", lambda a, b: a.skills == b.skills and a.template == b.template and a.seed != b.seed),
+    ("other template", lambda a, b: a.skills == b.skills and not _mixture(a) and a.template != b.template),
+    ("mixture and its part", lambda a, b: _mixture(a) != _mixture(b) and bool(a.skills & b.skills)),
+    ("mixtures sharing a skill", lambda a, b: _mixture(a) and _mixture(b) and bool(a.skills & b.skills)),
+    ("with a distractor", lambda a, b: "distractor" in (a.kind, b.kind) and not a.skills & b.skills),
+    ("unrelated skills", lambda a, b: not a.skills & b.skills),
+]
+
+
+def relation(a: Family, b: Family) -> str:
+    return next((label for label, test in RELATIONS if test(a, b)), "other")
+
+
+def relation_summary(names: list[str], families: dict[str, Family], rms: Any) -> list[dict[str, Any]]:
+    """Per relation (:data:`RELATIONS` order): pairs, and the mean, median and max RMS cosine over them."""
+    import numpy as np
+
+    by: dict[str, list[float]] = {}
+    for i, a in enumerate(names):
+        for j in range(i + 1, len(names)):
+            by.setdefault(relation(families[a], families[names[j]]), []).append(float(rms[i][j]))
+    order = [label for label, _ in RELATIONS] + ["other"]
+    return [{"relation": r, "pairs": len(by[r]), "mean": float(np.mean(by[r])), "median": float(np.median(by[r])),
+             "max": float(np.max(by[r]))} for r in order if r in by]

@@ -129,6 +129,23 @@ class Retrieval:
             "stripped_prefix": {"chars": len(self.stripped_prefix), "text": self.stripped_prefix},
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Retrieval":
+        """What :meth:`to_dict` stored (a run plan's ``retrieval``), back as a Retrieval."""
+        local = d.get("local") or []
+        sid = [str(x["support"]) for x in local]
+        queries = d.get("queries") or []
+        return cls(
+            names_in_index=int(d.get("adapters") or 0),
+            global_candidates=[(c["name"], float(c["score"])) for c in d.get("global") or []],
+            local_candidates=[[(c["name"], float(c["score"])) for c in x["candidates"]] for x in local],
+            routes=[sid.index(str(q["support"])) for q in queries if str(q["support"]) in sid],
+            n_global=int(d.get("n_global", DEFAULT_GLOBAL)), n_local=int(d.get("n_local", DEFAULT_LOCAL)),
+            query_ids=[str(q["id"]) for q in queries], support_ids=sid, warnings=list(d.get("warnings") or []),
+            pool=d.get("pool"), view=d.get("view"), recipe=d.get("recipe"), embedder=d.get("embedder"),
+            dim=d.get("dim"), stripped_prefix=str((d.get("stripped_prefix") or {}).get("text", "")),
+        )
+
 
 def rank(names: Sequence[str], matrix: np.ndarray, support_vecs: np.ndarray, support_input_vecs: np.ndarray | None = None,
          query_vecs: np.ndarray | None = None, n_global: int = DEFAULT_GLOBAL, n_local: int = DEFAULT_LOCAL,

@@ -554,3 +554,42 @@ def test_report_renders_in_chromium(reg, llama_adapters, tmp_path):
         dom = subprocess.run(flags + [f"--user-data-dir={prof}", "--dump-dom", out.as_uri()], capture_output=True,
                              text=True, timeout=180, check=False).stdout
     assert dom.count("<table>") >= 6 and "scalectl audit report" in dom and dom.count("<img") == 3
+
+
+# ---------------------------------------------------------------- retrieval families
+
+
+def test_retrieval_families_by_hand(reg, llama_adapters, tmp_path):
+    from scalectl.retrieve import Retrieval
+
+    tags = {"arith": ["kind:skill", "skill:arith"], "sorting": ["kind:mixture", "skill:sorting", "skill:arith"],
+            "dates": ["kind:distractor", "skill:dates"]}
+    for p in llama_adapters:
+        reg.add_sources([str(p)], pool="fam", tags=tags[p.name])
+    ret = Retrieval(names_in_index=3, global_candidates=[("dates", 0.9), ("arith", 0.5), ("sorting", 0.1)],
+                    local_candidates=[[("arith", 0.8), ("sorting", 0.7)], [("dates", 0.6), ("sorting", 0.2)]],
+                    routes=[0, 1, 1], n_global=3, n_local=2, query_ids=["q0", "q1", "q2"], support_ids=["s0", "s1"],
+                    pool="fam", view="balanced")
+    assert Retrieval.from_dict(ret.to_dict()) == ret  # read back by the class that writes it
+    cfg = {"tasks": ["bbh/t"], "base_model": BASE, "method_config": {"method": "ilc", "pool": "fam"}}
+    rid = reg.create_run("eval", "ilc", cfg, base_model=BASE)
+    recs = [QueryRecord(task="bbh/t", query_id=f"q{i}", idx=i, input_hash=f"h{i}", raw_output="o", prediction="o",
+                        normalized="o", reference="o", correct=True, extracted="o", extracted_correct=True).to_dict()
+            for i in range(3)]
+    reg.add_records(rid, recs)
+    reg.finish_run(rid, "done", summary=_summary(recs, plans={"bbh/t": _plan([_group()], ("s0", "s1"),
+                                                                              retrieval=ret.to_dict())}))
+    res = audit.retrieval_families(reg, rid)
+    (e,) = res["tasks"]["bbh/t"]
+    assert e["view"] == "balanced" and res["pool"] == "fam"
+    assert e["global"] == {"n": 3, "distractors": 1, "kinds": {"distractor": 1, "skill": 1, "mixture": 1},
+                           "families": [("arith", 1), ("arith+sorting", 1), ("dates", 1)]}
+    assert [c["distractors"] for c in e["local"]] == [0, 1] and e["local_distractors_mean"] == 0.5
+    out = _json(["audit", "retrieval", "--run", rid, "--json", "--csv", str(tmp_path / "r.csv")])
+    assert out["tasks"]["bbh/t"][0]["global"]["distractors"] == 1
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    assert [r["list"] for r in rows] == ["global", "local 0", "local 1"] and rows[2]["families"] == "arith+sorting x1, dates x1"
+    r = runner.invoke(app, ["audit", "retrieval", "--run", rid])
+    assert r.exit_code == 0 and "global distractors" in r.output and "1/3" in r.output
+    lorahub = make_run(reg, "lorahub", {"bbh/t": [1]})
+    _fails(["audit", "retrieval", "--run", lorahub], "recorded no retrieval")

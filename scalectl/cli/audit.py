@@ -359,6 +359,7 @@ COMPAT_CSV = ["rank", "a", "b", "rms_cosine", "mean_cosine"]
 def compat_cmd(
     pool: Annotated[str, typer.Option("--pool", "-p", envvar="SCALECTL_POOL", help="Pool whose adapters to compare.")] = "default",
     top: Annotated[int, typer.Option("--top", help="Print the N most similar pairs.")] = 20,
+    families: Annotated[bool, typer.Option("--families", help="Order by the adapters' family tags (kind:, skill:, template:, seed:) and summarize the cosines per relation: seed repeats, other templates, mixtures and their parts, unrelated skills.")] = False,
     png: Annotated[Optional[Path], _png_opt("the K x K RMS cosine heatmap")] = None,
     as_json: JsonOpt = False,
     csv_path: CsvOpt = None,
@@ -369,7 +370,7 @@ def compat_cmd(
     from ..audit import compat
     from ..registry import Registry
 
-    res = compat(Registry(), pool, top=top)
+    res = compat(Registry(), pool, top=top, families=families)
     if csv_path is not None:
         write_csv(csv_path, res["pairs"], COMPAT_CSV)
     if png is not None:
@@ -385,10 +386,78 @@ def compat_cmd(
                      title=f"pool {pool}: most similar pairs ({len(res['pairs'])} of {res['n_pairs']})",
                      caption=f"over {res['modules']} common modules; RMS cosine near 1: the updates repeat or oppose each other "
                              "(naive summation over-counts or cancels), near 0: independent directions")
+        if families:
+            report.table([{**r, "mean_": f"{r['mean']:.4f}", "median_": f"{r['median']:.4f}", "max_": f"{r['max']:.4f}"}
+                          for r in res["families"]["relations"]],
+                         [report.Col("relation", "relation", 0, "id"), report.Col("pairs", "pairs", 1), ("mean_", "mean RMS"),
+                          ("median_", "median"), report.Col("max_", "max", 1)],
+                         title=f"pool {pool}: RMS cosine by family relation",
+                         caption="adapters ordered by family in the heatmap; relations from the kind:/skill:/template:/seed: tags")
     for n in res["notes"]:
         report.info(n)
     _wrote(csv_path)
     _wrote(png)
+
+
+# ---------------------------------------------------------------- retrieval families
+
+RETRIEVAL_CSV = ["task", "view", "list", "n", "distractors", "skill", "template", "mixture", "families"]
+
+
+def _top_families(c: dict, n: int = 4) -> str:
+    return ", ".join(f"{f} x{k}" for f, k in c["families"][:n]) + (" ..." if len(c["families"]) > n else "")
+
+
+def _retrieval_rows(res: dict) -> list[dict]:
+    rows = []
+    for task, entries in res["tasks"].items():
+        for e in entries:
+            lists = [("global", e["global"])] + [(f"local {i}", c) for i, c in enumerate(e["local"])]
+            for label, c in lists:
+                rows.append({"task": task.split("/")[-1], "view": e["view"] or "-", "list": label, "n": c["n"],
+                             "distractors": c["distractors"], **{k: c["kinds"].get(k, 0) for k in
+                                                                 ("skill", "template", "mixture")},
+                             "families": _top_families(c, 99)})
+    return rows
+
+
+@app.command("retrieval")
+def retrieval_cmd(
+    run: Annotated[str, typer.Option("--run", "-r", help="A run id (or prefix), label, method name or METHOD[key=value].")] = "ilc",
+    as_json: JsonOpt = False,
+    csv_path: CsvOpt = None,
+    wide: WideOpt = False,
+) -> None:
+    """Which adapter families a run's retrieval brought, per task (and SCALE view): the global list and each support example's local list, by the adapters' family tags (kind:, skill:); how many are distractors."""
+    from .. import report
+    from ..audit import retrieval_families
+    from ..registry import Registry
+
+    res = retrieval_families(Registry(), run)
+    if csv_path is not None:
+        write_csv(csv_path, _retrieval_rows(res), RETRIEVAL_CSV)
+    if as_json:
+        report.emit_json(res)
+    else:
+        rows = []
+        for task, entries in res["tasks"].items():
+            for e in entries:
+                g = e["global"]
+                locs = e["local"]
+                rows.append({"task": task.split("/")[-1], "view": e["view"] or "-", "g": f"{g['distractors']}/{g['n']}",
+                             "gf": _top_families(g, 3),
+                             "l": "-" if e["local_distractors_mean"] is None else
+                                  f"{e['local_distractors_mean']:.1f}/{locs[0]['n'] if locs else 0}",
+                             "lf": _top_families(locs[0], 3) if locs else "-"})
+        report.table(rows, [report.Col("task", "task", 0, "task"), report.Col("view", "view", 1, "id"),
+                            ("g", "global distractors"), report.Col("gf", "global: top families", 0),
+                            ("l", "local distractors (mean)"), report.Col("lf", "local 0: top families", 2)],
+                     title=f"retrieval by family: {res['method']} run {res['run']} (pool {res['pool']})",
+                     caption="families from the kind:/skill: tags; a mixture's family is its skills joined with +; "
+                             "--csv lists every list's families")
+    for n in res["notes"]:
+        report.info(n)
+    _wrote(csv_path)
 
 
 # ---------------------------------------------------------------- geometry
