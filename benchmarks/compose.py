@@ -1,6 +1,6 @@
 """Composition speed and memory against references measured in the same run.
 
-    python benchmarks/compose.py [--shapes t5-large,llama-8b] [--ks 5,20,40] [--skip-peft]
+    python benchmarks/compose.py [--shapes t5-large,llama-8b] [--ks 5,20,40] [--skip-peft] [--methods a,b]
 
 Shapes: FLAN-T5-large LoRAHub adapters (rank 16, q and v, d_model 1024, 24 encoder blocks
 with self-attention, 24 decoder blocks with self- and cross-attention) and a Llama-3-8B-like
@@ -194,6 +194,8 @@ def main() -> None:
     ap.add_argument("--shapes", default="t5-large,llama-8b")
     ap.add_argument("--ks", default="5,20,40")
     ap.add_argument("--skip-peft", action="store_true")
+    ap.add_argument("--methods", default=None, help="comma list of rows to run (default: all; lasrc is always run, "
+                    "the reference of the ratios)")
     ap.add_argument("--one", nargs=3, metavar=("SHAPE", "K", "METHOD"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
@@ -204,6 +206,12 @@ def main() -> None:
 
     methods = ["lasrc", "linear", *LOW_RANK, "dense-lasrc"] + ([] if a.skip_peft else
                                                               ["peft-cat", "peft-svd", "peft-ties_svd"])
+    if a.methods:
+        want = {"lasrc", *a.methods.split(",")}
+        unknown = want - set(methods)
+        if unknown:
+            sys.exit(f"unknown rows: {', '.join(sorted(unknown))}; rows: {', '.join(methods)}")
+        methods = [m for m in methods if m in want]
     rows = []
     for shape in a.shapes.split(","):
         for k in map(int, a.ks.split(",")):

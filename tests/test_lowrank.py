@@ -70,6 +70,25 @@ def test_factor_svd_is_the_svd_of_the_product(shape):
         assert err == pytest.approx(eckart_young, rel=1e-3, abs=1e-5)
 
 
+def test_modules_side_by_side_give_what_one_thread_gives():
+    g = torch.Generator().manual_seed(2)
+    factors = {f"m{i}": (torch.randn(30, 12, generator=g), torch.randn(12, 20, generator=g)) for i in range(5)}
+    dense = {m: B @ A for m, (B, A) in factors.items()}
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = [compress(factors, None, LowRankSpec(rank=4)), compress(None, dense, LowRankSpec(max_error=0.3))]
+        torch.set_num_threads(2)
+        two = [compress(factors, None, LowRankSpec(rank=4)), compress(None, dense, LowRankSpec(max_error=0.3))]
+        assert torch.get_num_threads() == 2  # restored after the workers
+    finally:
+        torch.set_num_threads(n)
+    for a, b in zip(one, two):
+        assert list(a.A) == list(factors) and a.ranks == b.ranks and a.errors == b.errors
+        for m in factors:
+            assert torch.equal(a.A[m], b.A[m]) and torch.equal(a.B[m], b.B[m])
+
+
 def test_max_error_picks_the_smallest_rank_within_it_and_rank_caps_it():
     S = torch.tensor([4.0, 2.0, 1.0, 0.5, 0.0, 0.0])
     errs = tail_errors(S)
