@@ -1182,7 +1182,8 @@ def compat(reg, pool: str, top: int = 20, families: bool = False) -> dict[str, A
 
     Remote rows (hub ids not fetched yet) are left out with a note; the cosines use the modules every loaded
     adapter shares. ``families``: order the adapters by their family tags (:class:`scalectl.compat.Family`) and
-    summarize the cosines per relation (seed repeat, other template, mixture and its part, ..., unrelated).
+    summarize the cosines per relation (seed repeat, other template, mixture and its part, ..., unrelated);
+    adapters without family tags (a registered composition, a hub adapter) are left out with a note.
 
     Returns:
         ``{"pool", "names", "rms_cosine" (K x K list), "mean_cosine", "modules", "pairs" (the ``top`` most similar:
@@ -1207,9 +1208,12 @@ def compat(reg, pool: str, top: int = 20, families: bool = False) -> dict[str, A
     if families:
         untagged = [n for n, f in fams.items() if f is None]
         if untagged:
-            raise EvalError(f"pool {pool!r}: {len(untagged)} adapter(s) carry no family tags (kind:..., skill:...), "
-                            f"e.g. {untagged[0]!r}; --families needs them on every adapter")
-        local.sort(key=lambda r: fams[r["name"]].sort_key())
+            notes.append(f"{len(untagged)} adapter(s) without family tags (kind:, skill:) left out: "
+                         + ", ".join(untagged[:5]) + (" ..." if len(untagged) > 5 else ""))
+        local = sorted((r for r in local if fams[r["name"]] is not None), key=lambda r: fams[r["name"]].sort_key())
+        if len(local) < 2:
+            raise EvalError(f"pool {pool!r} has {len(local)} adapter(s) with family tags (kind:, skill:); "
+                            "--families needs at least two (scalectl pool train writes them)")
     names = [r["name"] for r in local]
     if len(names) < 2:
         raise EvalError(f"pool {pool!r} has {len(names)} local adapter(s); compatibility needs at least two")
@@ -1225,8 +1229,8 @@ def compat(reg, pool: str, top: int = 20, families: bool = False) -> dict[str, A
     if families:
         out["families"] = {
             "relations": relation_summary(c.names, fams, c.rms_cosine),
-            "family": {n: {"kind": f.kind, "skills": sorted(f.skills), "template": f.template, "seed": f.seed}
-                       for n, f in fams.items()},
+            "family": {n: {"kind": fams[n].kind, "skills": sorted(fams[n].skills), "template": fams[n].template,
+                           "seed": fams[n].seed} for n in c.names},
         }
     return out
 

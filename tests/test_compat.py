@@ -85,5 +85,10 @@ def test_compat_families_groups_and_summarizes(llama_adapters, adapter_copy):
     assert res["families"]["family"]["sorting"] == {"kind": "template", "skills": ["sorting"], "template": "qa",
                                                     "seed": "0"}
     reg.add_sources([str(adapter_copy(1, "untagged"))], pool="fam")
-    with pytest.raises(EvalError, match="carry no family tags"):
-        compat(reg, "fam", families=True)
+    res2 = compat(reg, "fam", families=True)
+    assert res2["names"] == res["names"] and any("without family tags (kind:, skill:) left out: untagged" in n
+                                                 for n in res2["notes"])
+    reg.add_sources([str(adapter_copy(2, "other"))], pool="bare")
+    reg.add_sources([str(llama_adapters[0])], pool="bare", tags=["kind:skill", "skill:arith"])
+    with pytest.raises(EvalError, match="1 adapter.s. with family tags"):
+        compat(reg, "bare", families=True)
