@@ -1269,7 +1269,9 @@ def retrieval_families(reg, run: str) -> dict[str, Any]:
     pool = run_pool(r)
     families = {row["name"]: Family.from_tags(row.get("tags")) for row in reg.list(pool=pool)} if pool else {}
     notes = [note] if note else []
-    if not any(families.values()):
+    if not pool:
+        notes.append("the run recorded no pool: its candidates' families are unknown (every one counts as untagged)")
+    elif not any(families.values()):
         notes.append(f"pool {pool!r} carries no family tags (kind:, skill:): every candidate counts as untagged")
     tasks: dict[str, list[dict[str, Any]]] = {}
     for task, plan in run_plans(r).items():

@@ -97,8 +97,9 @@ class Family:
                    (vals.get("seed") or ["0"])[0])
 
     def sort_key(self) -> tuple:
+        seed = (0, int(self.seed), "") if self.seed.isdigit() else (1, 0, self.seed)
         return (self.kind == "distractor", min(self.skills), len(self.skills), self.template != "plain",
-                self.template, self.seed)
+                self.template, seed)
 
 
 def _mixture(f: Family) -> bool:

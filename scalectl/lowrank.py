@@ -195,7 +195,7 @@ def _module_workers():
         return
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(max_workers=n) as ex:
+        with ThreadPoolExecutor(max_workers=n, initializer=torch.set_num_threads, initargs=(1,)) as ex:
             yield ex.map
     finally:
         torch.set_num_threads(n)

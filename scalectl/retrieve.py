@@ -132,12 +132,16 @@ class Retrieval:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Retrieval":
         """What :meth:`to_dict` stored (a run plan's ``retrieval``), back as a Retrieval."""
-        local = d.get("local") or []
+        local = d["local"]
         sid = [str(x["support"]) for x in local]
-        queries = d.get("queries") or []
+        queries = d["queries"]
+        unknown = [q["id"] for q in queries if str(q["support"]) not in sid]
+        if len(set(sid)) != len(sid) or unknown:
+            raise RetrievalError(f"a stored retrieval routes {len(unknown)} quer(ies) to support examples it does not "
+                                 "list, or lists one twice; it was not written by this version's Retrieval.to_dict")
         return cls(
             names_in_index=int(d.get("adapters") or 0),
-            global_candidates=[(c["name"], float(c["score"])) for c in d.get("global") or []],
+            global_candidates=[(c["name"], float(c["score"])) for c in d["global"]],
             local_candidates=[[(c["name"], float(c["score"])) for c in x["candidates"]] for x in local],
             routes=[sid.index(str(q["support"])) for q in queries if str(q["support"]) in sid],
             n_global=int(d.get("n_global", DEFAULT_GLOBAL)), n_local=int(d.get("n_local", DEFAULT_LOCAL)),

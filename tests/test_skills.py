@@ -502,6 +502,10 @@ def test_variant_errors_name_the_fix():
         get_skill("word-sortin.qa")
     with pytest.raises(TaskError, match="unknown template 'xx'.*instruct, qa, terse"):
         get_skill("word-sorting.xx")
+    with pytest.raises(TaskError, match="'caesar-shift' is a distractor skill"):
+        get_skill("caesar-shift.qa")
+    with pytest.raises(TaskError, match="is a distractor skill"):
+        get_skill("word-sorting+pig-latin")
     with pytest.raises(TaskError, match="repeats a skill"):
         get_skill("grid-return+grid-return")
     with pytest.raises(TaskError, match="unknown skill 'nope' in 'nope\\+grid-return'"):

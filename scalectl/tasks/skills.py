@@ -835,8 +835,9 @@ def _mixture(parts: list[Skill], name: str) -> Skill:
 
 
 def _table_skill(name: str, spec: str) -> Skill:
+    """A table skill a variant is built from; distractors have no variants (a variant would stop counting as one)."""
     try:
-        return SKILLS[name]
+        skill = SKILLS[name]
     except KeyError:
         close = difflib.get_close_matches(str(name), list(SKILLS), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -844,6 +845,9 @@ def _table_skill(name: str, spec: str) -> Skill:
         raise TaskError(f"unknown skill {name!r}{where}{hint} Known skills: {', '.join(SKILLS)}; "
                         f"variants: SKILL{TEMPLATE_SEP}TEMPLATE ({', '.join(TEMPLATES)}), "
                         f"SKILL{MIXTURE_SEP}SKILL") from None
+    if skill.kind != "skill":
+        raise TaskError(f"{name!r} is a {skill.kind} skill: {spec!r} builds variants of BBH-related skills only")
+    return skill
 
 
 def _variant(spec: str) -> Skill:
