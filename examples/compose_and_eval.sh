@@ -49,11 +49,11 @@ LIMIT_ARGS=()
 if [[ "$LIMIT" != "all" && -n "$LIMIT" ]]; then LIMIT_ARGS=(--limit "$LIMIT"); fi
 
 echo "== 1/5 register the demo pool ($MANIFEST) as pool '$SCALECTL_POOL'"
-# 28 rank-8 LoRA adapters on SmolLM2-135M-Instruct; each weight file's sha256 is checked against
+# 96 rank-8 LoRA adapters on SmolLM2-135M-Instruct; each weight file's sha256 is checked against
 # the manifest. --replace makes a re-run of this script harmless.
 "$SCALECTL" pool add --manifest "$MANIFEST" --pool "$SCALECTL_POOL" --replace --json >/dev/null
 # (A composition is registered in the pool it was composed from, tagged `composed`; the index leaves
-# such adapters out, so a re-run still retrieves from the 28 skill adapters only.)
+# such adapters out, so a re-run still retrieves from the 96 shipped adapters only.)
 "$SCALECTL" pool pools          # every pool, its base model and size
 
 echo "== 2/5 index the pool (view 'balanced': description, source task, input -> output pairs)"

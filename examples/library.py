@@ -25,7 +25,7 @@ from scalectl.search import SearchConfig, search_weights
 from scalectl.tasks import bbh
 
 REPO = Path(__file__).resolve().parent.parent
-MANIFEST = REPO / "registry" / "smollm2-skills.toml"  # the shipped demo pool: 28 rank-8 LoRAs on SmolLM2-135M
+MANIFEST = REPO / "registry" / "smollm2-skills.toml"  # the shipped demo pool: 96 rank-8 LoRAs on SmolLM2-135M
 
 
 def main() -> int:

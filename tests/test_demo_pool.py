@@ -20,8 +20,14 @@ MANIFEST = ROOT / "registry" / "smollm2-skills.toml"
 def test_demo_pool_manifest_is_complete_and_small():
     data = tomllib.loads(MANIFEST.read_text())
     entries = data["adapters"]
-    assert len(entries) >= 24
-    assert {e["provenance"]["skill"] for e in entries} <= set(skills.skill_names())
+    assert len(entries) >= 96
+    for e in entries:  # every adapter's skill is a table skill or a variant of table skills, and its tags say which
+        skill = skills.get_skill(e["provenance"]["skill"])
+        assert set(skill.family_tags(e["provenance"]["seed"])) <= set(e["tags"]), e["name"]
+    kinds = [next(t for t in e["tags"] if t.startswith("kind:")) for e in entries]
+    for kind in ("kind:skill", "kind:template", "kind:mixture", "kind:distractor"):
+        assert kinds.count(kind) >= 10, (kind, kinds.count(kind))
+    assert sum(e["provenance"]["seed"] != 0 for e in entries) >= 3  # seed repeats
     total = 0
     for e in entries:
         d = MANIFEST.parent / e["source"]
@@ -32,7 +38,21 @@ def test_demo_pool_manifest_is_complete_and_small():
         assert f"--skill {e['provenance']['skill']}" in cmd and f"--steps {e['provenance']['steps']}" in cmd
         assert f"--seed {e['provenance']['seed']}" in cmd
         total += sum(f.stat().st_size for f in d.iterdir())
-    assert total < 40 * 2**20, f"demo pool is {total / 2**20:.1f} MiB"
+    assert total < 100 * 2**20, f"demo pool is {total / 2**20:.1f} MiB"
+    shipped = sum(f.stat().st_size for f in (ROOT / "registry").rglob("*") if f.is_file())
+    assert shipped < 110 * 2**20, f"registry/ is {shipped / 2**20:.1f} MiB"
+
+
+def test_the_training_script_plans_the_pool_it_ships():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_demo_pool.py"), "--list"], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    names = {e["name"] for e in tomllib.loads(MANIFEST.read_text())["adapters"]}
+    planned = {line.split()[1] for line in out}
+    assert len(out) == len(planned) >= 96 and planned == names
+    assert all(line.startswith("trained ") for line in out)  # nothing left to train: the script would skip all
 
 
 def test_demo_pool_registers_with_sha256_checked(tmp_path):

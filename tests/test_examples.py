@@ -94,7 +94,7 @@ def test_compose_and_eval(user, embedded_home):
     reg = registry(home)
     row = reg.find("navigate-lasrc", "smollm2-skills")
     assert Path(row["path"]).resolve() == adapter.resolve()
-    assert len(reg.list(pool="smollm2-skills")) == 29  # the 28 skills and the composition
+    assert len(reg.list(pool="smollm2-skills")) == 97  # the 96 shipped adapters and the composition
     runs = {r["method"]: r for r in reg.runs(kind="eval", status="done")}
     assert set(runs) == {"linear", "zero-shot"}
     assert runs["linear"]["summary"]["n_queries"] == 2
