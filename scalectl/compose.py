@@ -32,6 +32,12 @@ PROVENANCE_FILE = "scalectl_provenance.json"
 COMPOSED_TAG = "composed"  # on every adapter scalectl composes; the index leaves these out of retrieval
 
 
+def is_composed(row: dict[str, Any]) -> bool:
+    """Whether a registry row is a composition scalectl wrote (tag ``composed``): no method offers one as a
+    candidate, since it would count the adapters it was made of twice."""
+    return COMPOSED_TAG in (row.get("tags") or [])
+
+
 @dataclass
 class ComposeInputs:
     names: list[str]

@@ -42,6 +42,18 @@ class RunContext:
             raise EvalError(f"pool {self.pool!r} has no adapters")
         return names
 
+    def candidates(self) -> list[str]:
+        """What a method draws from when it does not retrieve (LoRAHub's random 20, LoGo's whole pool, the
+        random-views control): the pool less the compositions scalectl registered in it, as retrieval leaves
+        them out."""
+        from .compose import is_composed
+
+        names = [r["name"] for r in self.rows() if not is_composed(r)]
+        if not names:
+            raise EvalError(f"pool {self.pool!r} has no adapters but compositions" if self.rows()
+                            else f"pool {self.pool!r} has no adapters")
+        return names
+
     def sha256(self) -> dict[str, str | None]:
         return {r["name"]: r.get("sha256") for r in self.rows()}
 

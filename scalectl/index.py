@@ -239,9 +239,9 @@ def adapter_rows(reg, pool: str) -> list[dict[str, Any]]:
 def candidate_rows(reg, pool: str) -> list[dict[str, Any]]:
     """The adapters retrieval chooses from: the pool's, less the compositions scalectl wrote into it (tag
     ``composed``): a composition of earlier candidates offered as a candidate would count them twice."""
-    from .compose import COMPOSED_TAG
+    from .compose import is_composed
 
-    return [a for a in adapter_rows(reg, pool) if COMPOSED_TAG not in (a.get("tags") or [])]
+    return [a for a in adapter_rows(reg, pool) if not is_composed(a)]
 
 
 def build_index(reg, pool: str, view: str, embedder: str | None = None, recipe: str | None = None, force: bool = False,

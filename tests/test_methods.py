@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from helpers import write_bbh
@@ -438,3 +440,22 @@ def test_logo_on_an_encoder_decoder_says_so(t5_base, t5_adapter, tmp_path):
     W, probe = logo_weights(RunContext(reg, bb, "t5"), ["t5-skill"], ["add 1 and 2"], _cfg("logo", logo_k=1))
     assert probe["module"] == "decoder.block.1.layer.0.SelfAttention.q"  # the last decoder block's self-attention
     assert "encoder-decoder" in probe["input"] and W.shape == (1, 1) and float(W[0, 0]) == pytest.approx(1.0)
+
+
+def test_methods_that_do_not_retrieve_never_draw_a_composition(indexed):
+    """A composition registered in the pool is made of pool adapters: LoRAHub's random draw, LoGo's whole pool and
+    the random-views control leave it out, as retrieval does (else its rank breaks LoRAHub's equal-rank rule)."""
+    from types import SimpleNamespace
+
+    from scalectl.context import RunContext
+    from scalectl.methods import get
+
+    names = [x["name"] for x in indexed.list(pool="tiny")]
+    r = runner.invoke(app, ["compose", "--merger", "linear", "--adapters", ",".join(names[:2]), "--pool", "tiny",
+                            "--out", str(Path(os.environ["SCALECTL_HOME"]) / "comp")])
+    assert r.exit_code == 0, r.output
+    ctx = RunContext(reg=Registry(), bb=None, pool="tiny")
+    assert "comp" in ctx.names() and ctx.candidates() == names
+    cfg = MethodConfig(method="lorahub", lorahub_k=len(names) + 1, lorahub_seed=1)
+    plan = SimpleNamespace(notes=[])
+    assert sorted(get("lorahub").candidates(ctx, cfg, plan, None, [])) == sorted(names) and plan.notes

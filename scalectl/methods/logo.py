@@ -151,7 +151,7 @@ class LoGo(GroupMethod):
     def plan(self, ctx, cfg, task, queries, progress):
         plan = new_plan(task, self.name)
         plan.seconds["retrieval"] = 0.0
-        cands = ctx.names()
+        cands = ctx.candidates()
         with timed_search(plan):
             W, probe = logo_weights(ctx, cands, [e.input for e in queries], cfg, progress)
         plan.notes.append(f"logo probe: {probe['module']} (layer {probe['layer']}), {probe['input']}"

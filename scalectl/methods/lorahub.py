@@ -24,7 +24,7 @@ class LoraHub(GroupMethod):
         return "lorahub"
 
     def candidates(self, ctx, cfg, plan, task, queries) -> list[str]:
-        names = ctx.names()
+        names = ctx.candidates()
         if cfg.retrieved:
             return [n for n, _ in retrieve_for(ctx, cfg, plan, task, queries).global_candidates][: cfg.lorahub_k]
         rng = random.Random(cfg.lorahub_seed)

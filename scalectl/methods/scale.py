@@ -93,7 +93,7 @@ class Scale(Method):
         retrieval, lists = cluster_lists(ctx, cfg, plan, task, queries, view)
         if not cfg.random_views:
             return retrieval, lists
-        names = ctx.names()
+        names = ctx.candidates()
         rng = random.Random(f"{cfg.sdp_seed}:{view}")
         return retrieval, [(j, rng.sample(names, len(c))) for j, c in lists if j in retrieval.routes]
 
