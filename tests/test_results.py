@@ -168,19 +168,29 @@ def test_report_markdown_no_run_with_nothing_finished_is_one_error_and_writes_no
     assert not out.exists()
 
 
-def test_committed_page_is_the_render_of_the_committed_bundle(tmp_path, monkeypatch):
-    """docs/results.md is exactly what `scalectl report --markdown docs/results.md --from docs/results ...` renders
-    from the committed bundle alone: anyone with a clone can recompute every number on it."""
+PAGES = sorted((Path(__file__).resolve().parent.parent / "docs").glob("results*.md"))  # results.md, results-28.md
+
+
+def test_the_results_page_and_the_old_pools_page_are_committed():
+    assert [p.name for p in PAGES] == ["results-28.md", "results.md"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_committed_page_is_the_render_of_its_committed_bundle(page, tmp_path, monkeypatch):
+    """Each committed page (docs/results.md; docs/results-28.md, the 28-adapter pool's) is exactly what the command
+    it names renders with ``--from`` its bundle, read alone: anyone with a clone can recompute every number on it."""
     import re
     import shlex
 
-    root = Path(__file__).resolve().parent.parent
-    page = (root / "docs" / "results.md").read_text(encoding="utf-8")
-    command = re.search(r"Rendered by `(scalectl report [^`]+)`", page).group(1)
+    root = page.parent.parent
+    text = page.read_text(encoding="utf-8")
+    command = re.search(r"Rendered by `(scalectl report [^`]+)`", text).group(1)
+    bundle = re.search(r"\(the bundle `([^`]+)`, read alone\)", text).group(1)
+    out = re.search(r"--markdown (\S+)", command).group(1)
+    assert out == f"docs/{page.name}" and bundle == f"docs/{page.stem}", (out, bundle)
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "results").symlink_to(root / "docs" / "results")
+    (tmp_path / bundle).symlink_to(root / bundle)
     monkeypatch.chdir(tmp_path)  # the same relative paths as the page names
-    args = shlex.split(command)[2:] + ["--from", "docs/results"]
-    r = runner.invoke(app, ["report", *args])
+    r = runner.invoke(app, ["report", *shlex.split(command)[2:], "--from", bundle])
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "docs" / "results.md").read_text(encoding="utf-8") == page
+    assert (tmp_path / out).read_text(encoding="utf-8") == text
