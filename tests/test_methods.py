@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 from helpers import write_bbh
@@ -442,7 +440,7 @@ def test_logo_on_an_encoder_decoder_says_so(t5_base, t5_adapter, tmp_path):
     assert "encoder-decoder" in probe["input"] and W.shape == (1, 1) and float(W[0, 0]) == pytest.approx(1.0)
 
 
-def test_methods_that_do_not_retrieve_never_draw_a_composition(indexed):
+def test_methods_that_do_not_retrieve_never_draw_a_composition(indexed, tmp_path):
     """A composition registered in the pool is made of pool adapters: LoRAHub's random draw, LoGo's whole pool and
     the random-views control leave it out, as retrieval does (else its rank breaks LoRAHub's equal-rank rule)."""
     from types import SimpleNamespace
@@ -452,7 +450,7 @@ def test_methods_that_do_not_retrieve_never_draw_a_composition(indexed):
 
     names = [x["name"] for x in indexed.list(pool="tiny")]
     r = runner.invoke(app, ["compose", "--merger", "linear", "--adapters", ",".join(names[:2]), "--pool", "tiny",
-                            "--out", str(Path(os.environ["SCALECTL_HOME"]) / "comp")])
+                            "--out", str(tmp_path / "comp")])
     assert r.exit_code == 0, r.output
     ctx = RunContext(reg=Registry(), bb=None, pool="tiny")
     assert "comp" in ctx.names() and ctx.candidates() == names
