@@ -261,6 +261,46 @@ def _parse_keys(keys_shapes: dict[str, tuple[list[int], str]], where: Path) -> t
     return groups, extra
 
 
+def _weight_shapes(path: Path, allow_pickle: bool) -> tuple[Path, bool, dict[str, tuple[list[int], str]]]:
+    """(weight file, is pickle, tensor name -> (shape, dtype code)): the safetensors header, or a pickle's tensors
+    only with ``allow_pickle``."""
+    st = path / SAFETENSORS_NAME
+    pk = path / PICKLE_NAME
+    if st.is_file():
+        return st, False, {k: (v["shape"], v["dtype"]) for k, v in read_safetensors_header(st).items()}
+    if pk.is_file():
+        if not allow_pickle:
+            raise AdapterError(
+                f"{path}: only a pickle weight file ({PICKLE_NAME}); pickle can run code when loaded. "
+                "Convert it to safetensors, or pass --allow-pickle if you trust its source"
+            )
+        return pk, True, {k: (list(v.shape), _torch_dtype_code(v.dtype)) for k, v in _load_pickle(pk).items()}
+    raise AdapterError(f"{path}: missing {SAFETENSORS_NAME}")
+
+
+def _module_info(name: str, g: dict[str, Any], weight_file: Path, r: int, alpha: float, rslora: bool,
+                 rank_pattern: dict[str, Any], alpha_pattern: dict[str, Any]) -> ModuleInfo:
+    """One module's rank, alpha, scaling and shape, checked against its factors' shapes."""
+    if "A" not in g or "B" not in g:
+        missing = "lora_B" if "A" in g else "lora_A"
+        raise AdapterError(f"{weight_file}: module {name} has no {missing} tensor")
+    a, b = g["A"], g["B"]
+    if len(a) != 2 or len(b) != 2:
+        raise AdapterError(f"{weight_file}: module {name}: factors must be 2-D, got A{a} B{b}")
+    if 0 in (*a, *b):  # no bytes at all, whatever the other dimension claims (rank 2**40 would not load)
+        raise AdapterError(f"{weight_file}: module {name}: empty factors A{tuple(a)} B{tuple(b)}")
+    rk = _pattern_key(rank_pattern, name)
+    mr = int(rank_pattern[rk]) if rk else r
+    ak = _pattern_key(alpha_pattern, name)
+    malpha = float(alpha_pattern[ak]) if ak else alpha
+    if a[0] != mr or b[1] != mr:
+        raise AdapterError(
+            f"{weight_file}: module {name}: factor shapes A{tuple(a)} B{tuple(b)} contradict the declared rank {mr}"
+        )
+    return ModuleInfo(name=name, block=block_of(name), r=mr, alpha=malpha, scaling=lora_scaling(mr, malpha, rslora),
+                      d_in=a[1], d_out=b[0])
+
+
 def inspect_adapter(path: str | os.PathLike, allow_pickle: bool = False, hash_file: bool = True) -> AdapterInfo:
     """Read and validate a PEFT LoRA directory without loading tensors (pickle files excepted).
 
@@ -274,23 +314,7 @@ def inspect_adapter(path: str | os.PathLike, allow_pickle: bool = False, hash_fi
     if not path.is_dir():
         raise AdapterError(f"{path}: not a directory (expected a PEFT adapter directory)")
     cfg = read_config(path)
-    st = path / SAFETENSORS_NAME
-    pk = path / PICKLE_NAME
-    if st.is_file():
-        weight_file, is_pickle = st, False
-        header = read_safetensors_header(st)
-        keys_shapes = {k: (v["shape"], v["dtype"]) for k, v in header.items()}
-    elif pk.is_file():
-        if not allow_pickle:
-            raise AdapterError(
-                f"{path}: only a pickle weight file ({PICKLE_NAME}); pickle can run code when loaded. "
-                "Convert it to safetensors, or pass --allow-pickle if you trust its source"
-            )
-        weight_file, is_pickle = pk, True
-        keys_shapes = {k: (list(v.shape), _torch_dtype_code(v.dtype)) for k, v in _load_pickle(pk).items()}
-    else:
-        raise AdapterError(f"{path}: missing {SAFETENSORS_NAME}")
-
+    weight_file, is_pickle, keys_shapes = _weight_shapes(path, allow_pickle)
     groups, extra = _parse_keys(keys_shapes, weight_file)
     if not groups:
         raise AdapterError(f"{weight_file}: holds no LoRA factors (no lora_A/lora_B tensors)")
@@ -302,47 +326,16 @@ def inspect_adapter(path: str | os.PathLike, allow_pickle: bool = False, hash_fi
     modules: dict[str, ModuleInfo] = {}
     dtypes: set[str] = set()
     for name, g in sorted(groups.items(), key=lambda kv: _natural_key(kv[0])):
-        if "A" not in g or "B" not in g:
-            missing = "lora_B" if "A" in g else "lora_A"
-            raise AdapterError(f"{weight_file}: module {name} has no {missing} tensor")
-        a, b = g["A"], g["B"]
-        if len(a) != 2 or len(b) != 2:
-            raise AdapterError(f"{weight_file}: module {name}: factors must be 2-D, got A{a} B{b}")
-        if 0 in (*a, *b):  # no bytes at all, whatever the other dimension claims (rank 2**40 would not load)
-            raise AdapterError(f"{weight_file}: module {name}: empty factors A{tuple(a)} B{tuple(b)}")
-        rk = _pattern_key(rank_pattern, name)
-        mr = int(rank_pattern[rk]) if rk else r
-        ak = _pattern_key(alpha_pattern, name)
-        malpha = float(alpha_pattern[ak]) if ak else alpha
-        if a[0] != mr or b[1] != mr:
-            raise AdapterError(
-                f"{weight_file}: module {name}: factor shapes A{tuple(a)} B{tuple(b)} contradict the declared rank {mr}"
-            )
-        modules[name] = ModuleInfo(
-            name=name, block=block_of(name), r=mr, alpha=malpha,
-            scaling=lora_scaling(mr, malpha, rslora), d_in=a[1], d_out=b[0],
-        )
+        modules[name] = _module_info(name, g, weight_file, r, alpha, rslora, rank_pattern, alpha_pattern)
         dtypes.add(g.get("dtype", "F32"))
     leafs = sorted({n.rsplit(".", 1)[-1] for n in modules})
     return AdapterInfo(
-        path=path,
-        weight_file=weight_file,
-        config=cfg,
-        base_model=cfg.get("base_model_name_or_path"),
-        task_type=cfg.get("task_type"),
-        r=r,
-        lora_alpha=alpha,
-        use_rslora=rslora,
-        use_dora=bool(cfg.get("use_dora", False)),
-        fan_in_fan_out=bool(cfg.get("fan_in_fan_out", False)),
-        rank_pattern=rank_pattern,
-        alpha_pattern=alpha_pattern,
-        target_modules=leafs,
-        modules=modules,
+        path=path, weight_file=weight_file, config=cfg, base_model=cfg.get("base_model_name_or_path"),
+        task_type=cfg.get("task_type"), r=r, lora_alpha=alpha, use_rslora=rslora,
+        use_dora=bool(cfg.get("use_dora", False)), fan_in_fan_out=bool(cfg.get("fan_in_fan_out", False)),
+        rank_pattern=rank_pattern, alpha_pattern=alpha_pattern, target_modules=leafs, modules=modules,
         dtype=",".join(sorted(_DTYPE_NAMES.get(d, d.lower()) for d in dtypes)),
-        size_bytes=weight_file.stat().st_size,
-        pickle=is_pickle,
-        extra_tensors=extra,
+        size_bytes=weight_file.stat().st_size, pickle=is_pickle, extra_tensors=extra,
         sha256=sha256_file(weight_file) if hash_file else None,
         config_sha256=sha256_file(path / CONFIG_NAME) if hash_file else None,
     )

@@ -160,6 +160,22 @@ def permutation_test(d: np.ndarray, n_samples: int = N_SAMPLES, seed: int = SEED
     return (1 + hits) / (n_samples + 1)
 
 
+LIBRARY_NAMES = {"resample": "resample", "n_samples": "n_samples", "level": "level"}
+PAIRED_NAMES = {"resample": "--resample", "n_samples": "--samples", "level": "the interval level"}  # as the CLI says
+
+
+def resampling_problem(resample: str, n_samples: int, level: float, names: dict[str, str] = LIBRARY_NAMES
+                       ) -> str | None:
+    """What is wrong with a resampling request, in one sentence naming each setting by ``names``; None when fine."""
+    if resample not in RESAMPLE:
+        return f"{names['resample']} must be one of {', '.join(RESAMPLE)}, got {resample!r}"
+    if n_samples < 1:
+        return f"{names['n_samples']} must be at least 1, got {n_samples}"
+    if not 0 < level < 1:
+        return f"{names['level']} must be in (0, 1), got {level}"
+    return None
+
+
 def bootstrap_ci(c_method: np.ndarray, c_base: np.ndarray, tasks: np.ndarray, n_samples: int = N_SAMPLES,
                  seed: int = SEED, resample: str = "tasks", level: float = LEVEL) -> tuple[float, float]:
     """Bootstrap percentile interval of the macro-average difference (method.md, "Audit statistics").
@@ -182,12 +198,9 @@ def bootstrap_ci(c_method: np.ndarray, c_base: np.ndarray, tasks: np.ndarray, n_
     Returns:
         ``(low, high)`` of the macro-average difference (method minus baseline), as fractions.
     """
-    if resample not in RESAMPLE:
-        raise ValueError(f"resample must be one of {', '.join(RESAMPLE)}, got {resample!r}")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    problem = resampling_problem(resample, n_samples, level)
+    if problem:
+        raise ValueError(problem)
     d = np.asarray(c_method, dtype=float).ravel() - np.asarray(c_base, dtype=float).ravel()
     names, diffs, n = task_accuracy(d, tasks)
     if names.size == 0:
@@ -466,6 +479,44 @@ def _load(reg, run: dict[str, Any], tasks: list[str] | None) -> dict[tuple[str, 
     return keyed(_filter_tasks(load_records(reg, run["id"]), tasks, run))
 
 
+def _check_paired_params(resample: str, n_samples: int, level: float) -> None:
+    problem = resampling_problem(resample, n_samples, level, PAIRED_NAMES)
+    if problem:
+        raise EvalError(problem)
+
+
+def _paired_inputs(reg, run_ids, base: dict[str, Any], task_filter: list[str] | None, notes: list[str],
+                   pool: str | None) -> tuple[dict, list[tuple[dict[str, Any], dict]]]:
+    """The baseline's keyed records and each compared run with its keyed records (checked against the baseline)."""
+    runs, more = resolve_runs(reg, run_ids, pool=pool)
+    notes += more
+    if not runs:
+        require_done([base])
+        kb = _load(reg, base, task_filter)
+        return kb, _default_runs(reg, base, kb, task_filter, notes, pool)
+    require_done([base] + runs)
+    _require_same_backbone(base, runs)
+    kb = _load(reg, base, task_filter)
+    loaded = []
+    for r in runs:
+        km = _load(reg, r, task_filter)
+        _check_alignment(base, r, kb, km)
+        loaded.append((r, km))
+    return kb, loaded
+
+
+def _paired_tasks(names: np.ndarray, n_t: np.ndarray, t: np.ndarray, cm: np.ndarray, cb: np.ndarray,
+                  acc_m: np.ndarray, acc_b: np.ndarray, n_samples: int, seed: int) -> list[dict[str, Any]]:
+    """The per-task rows of one compared run: accuracy, delta, flips and the sign-flip p within the task."""
+    d, rows = cm - cb, []
+    for i, name in enumerate(names):
+        sel = t == name
+        rows.append({"task": str(name), "n_queries": int(n_t[i]), "accuracy": float(acc_m[i]),
+                     "baseline_accuracy": float(acc_b[i]), "delta": float(acc_m[i] - acc_b[i]),
+                     **flips(cm[sel], cb[sel]), "p": permutation_test(d[sel], n_samples=n_samples, seed=seed)})
+    return rows
+
+
 def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bool = False, n_samples: int = N_SAMPLES,
            seed: int = SEED, resample: str = "tasks", tasks: Sequence[str] | str | None = None,
            level: float = LEVEL, pool: str | None = None) -> dict[str, Any]:
@@ -494,32 +545,13 @@ def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bo
         EvalError: unknown or ambiguous baseline/run, runs not done, different backbones, different query sets
             or inputs, a task filter with no records, bad parameters.
     """
-    if resample not in RESAMPLE:
-        raise EvalError(f"--resample must be one of {', '.join(RESAMPLE)}, got {resample!r}")
-    if n_samples < 1:
-        raise EvalError(f"--samples must be at least 1, got {n_samples}")
-    if not 0 < level < 1:
-        raise EvalError(f"the interval level must be in (0, 1), got {level}")
+    _check_paired_params(resample, n_samples, level)
     task_filter = split_specs(tasks) or None
     notes: list[str] = []
     base, note = resolve_run(reg, baseline, role="baseline", pool=pool)
     if note:
         notes.append(note)
-    runs, more = resolve_runs(reg, run_ids, pool=pool)
-    notes += more
-    if runs:
-        require_done([base] + runs)
-        _require_same_backbone(base, runs)
-        kb = _load(reg, base, task_filter)
-        loaded = []
-        for r in runs:
-            km = _load(reg, r, task_filter)
-            _check_alignment(base, r, kb, km)
-            loaded.append((r, km))
-    else:
-        require_done([base])
-        kb = _load(reg, base, task_filter)
-        loaded = _default_runs(reg, base, kb, task_filter, notes, pool)
+    kb, loaded = _paired_inputs(reg, run_ids, base, task_filter, notes, pool)
     keys = list(kb)  # the baseline's order: by task, then query index
     t = np.array([k[0] for k in keys])
     cb = np.array([kb[k].correct for k in keys], dtype=float)
@@ -538,13 +570,7 @@ def paired(reg, run_ids: Sequence[str] | str | None, baseline: str, per_task: bo
                "p": permutation_test(d, n_samples=n_samples, seed=seed), "ci_low": lo, "ci_high": hi,
                "n_queries": int(len(keys)), "n_tasks": int(names.size)}
         if per_task:
-            rows = []
-            for i, name in enumerate(names):
-                sel = t == name
-                rows.append({"task": str(name), "n_queries": int(n_t[i]), "accuracy": float(acc_m[i]),
-                             "baseline_accuracy": float(acc_b[i]), "delta": float(acc_m[i] - acc_b[i]),
-                             **flips(cm[sel], cb[sel]), "p": permutation_test(d[sel], n_samples=n_samples, seed=seed)})
-            res["tasks"] = rows
+            res["tasks"] = _paired_tasks(names, n_t, t, cm, cb, acc_m, acc_b, n_samples, seed)
         results.append(res)
     return {"baseline": {"run": base["id"], "method": base["method"], "configuration": runid.describe(base),
                          "label": base.get("label"),
@@ -973,6 +999,74 @@ def lasrc_setting(run: dict[str, Any]) -> dict[str, Any] | None:
     return {"switches": switches, "params": other, "family": key}
 
 
+def _ablation_runs(reg, specs: list[str], done: list[dict[str, Any]], settings: dict[str, Any], notes: list[str]
+                   ) -> list[dict[str, Any]]:
+    """The runs to show: those named (each must compose with lasrc), else every done lasrc run not derived."""
+    if not specs:
+        chosen = [r for r in done if r["id"] in settings and not config_of(r).derived_from]
+        if not chosen:
+            raise EvalError("no done run composes with lasrc; e.g. `scalectl eval --method lasrc --param no_guard=true ...` "
+                            "and the same without --param record an ablation pair")
+        return chosen
+    chosen = []
+    for spec in specs:
+        r, note = resolve_run(reg, spec)
+        if note:
+            notes.append(note)
+        require_done([r])
+        if r["id"] not in settings:
+            raise EvalError(f"run {describe(r)} does not compose with lasrc (neither config.composition nor "
+                            "config.method_config names an lasrc merger)")
+        if r["id"] not in {x["id"] for x in chosen}:
+            chosen.append(r)
+    return chosen
+
+
+class _KeyedRecords:
+    """Each run's records keyed by (task, query id), loaded once."""
+
+    def __init__(self, reg):
+        self.reg, self.cache = reg, {}
+
+    def __call__(self, rid: str) -> dict[tuple[str, str], QueryRecord]:
+        if rid not in self.cache:
+            self.cache[rid] = keyed(load_records(self.reg, rid))
+        return self.cache[rid]
+
+
+def _keyed_macro(k: dict[tuple[str, str], QueryRecord], keys: list | None = None) -> float:
+    keys = list(k) if keys is None else keys
+    return macro_accuracy(np.array([k[x].correct for x in keys], dtype=float), np.array([x[0] for x in keys]))
+
+
+def _ablation_row(r: dict[str, Any], settings: dict[str, Any], by_id: dict[str, dict[str, Any]],
+                  keyed_of: _KeyedRecords, notes: list[str]) -> dict[str, Any]:
+    """One run's switches and macro accuracy, and its delta and flips against its all-off reference."""
+    s = settings[r["id"]]
+    km = keyed_of(r["id"])
+    if not km:
+        raise EvalError(f"run {describe(r)} has no records")
+    row = {"run": r["id"], "method": r["method"], "label": r.get("label"), "switches": s["switches"],
+           "on": [k for k, v in s["switches"].items() if v], "macro_accuracy": _keyed_macro(km), "n_queries": len(km),
+           "n_tasks": len({k[0] for k in km}), "reference": None, "delta": None, "i2c": None, "c2i": None,
+           "family": s["family"]}
+    if not row["on"]:
+        row.update(reference=r["id"], delta=0.0, i2c=0, c2i=0)
+        return row
+    refs = [by_id[i] for i, x in settings.items() if x["family"] == s["family"] and not any(x["switches"].values())]
+    refs = [x for x in refs if not any(mismatch(keyed_of(x["id"]), km))]
+    if not refs:
+        notes.append(f"{describe(r)} ({', '.join(row['on'])}): no done run with every switch off in the same "
+                     "family (method, adapters/weights or method config, other parameters) covers its queries")
+        return row
+    ref = max(refs, key=lambda x: x["seq"])
+    kb = keyed_of(ref["id"])
+    keys = list(kb)
+    f = flips(np.array([km[k].correct for k in keys]), np.array([kb[k].correct for k in keys]))
+    row.update(reference=ref["id"], delta=_keyed_macro(km, keys) - _keyed_macro(kb, keys), i2c=f["i2c"], c2i=f["c2i"])
+    return row
+
+
 def ablations(reg, runs: Sequence[str] | str | None = None) -> dict[str, Any]:
     """LASRC ablation runs side by side: which switch is on, macro accuracy, delta vs the run with no switch.
 
@@ -994,67 +1088,15 @@ def ablations(reg, runs: Sequence[str] | str | None = None) -> dict[str, Any]:
         EvalError: a named run that is not done or uses no lasrc merger; no lasrc run at all.
     """
     notes: list[str] = []
-    specs = split_specs(runs)
     done = reg.runs(status="done")
     settings = {}
     for r in done:
         s = lasrc_setting(r)
         if s is not None:
             settings[r["id"]] = s
-    if specs:
-        chosen = []
-        for spec in specs:
-            r, note = resolve_run(reg, spec)
-            if note:
-                notes.append(note)
-            require_done([r])
-            if r["id"] not in settings:
-                raise EvalError(f"run {describe(r)} does not compose with lasrc (neither config.composition nor "
-                                "config.method_config names an lasrc merger)")
-            if r["id"] not in {x["id"] for x in chosen}:
-                chosen.append(r)
-    else:
-        chosen = [r for r in done if r["id"] in settings and not config_of(r).derived_from]
-        if not chosen:
-            raise EvalError("no done run composes with lasrc; e.g. `scalectl eval --method lasrc --param no_guard=true ...` "
-                            "and the same without --param record an ablation pair")
-    by_id = {r["id"]: r for r in done}
-    keyed_cache: dict[str, dict[tuple[str, str], QueryRecord]] = {}
-
-    def keyed_of(rid: str) -> dict[tuple[str, str], QueryRecord]:
-        if rid not in keyed_cache:
-            keyed_cache[rid] = keyed(load_records(reg, rid))
-        return keyed_cache[rid]
-
-    def macro(k: dict[tuple[str, str], QueryRecord], keys: list | None = None) -> float:
-        keys = list(k) if keys is None else keys
-        return macro_accuracy(np.array([k[x].correct for x in keys], dtype=float), np.array([x[0] for x in keys]))
-
-    rows = []
-    for r in chosen:
-        s = settings[r["id"]]
-        km = keyed_of(r["id"])
-        if not km:
-            raise EvalError(f"run {describe(r)} has no records")
-        row = {"run": r["id"], "method": r["method"], "label": r.get("label"), "switches": s["switches"],
-               "on": [k for k, v in s["switches"].items() if v], "macro_accuracy": macro(km), "n_queries": len(km),
-               "n_tasks": len({k[0] for k in km}), "reference": None, "delta": None, "i2c": None, "c2i": None,
-               "family": s["family"]}
-        if not row["on"]:
-            row.update(reference=r["id"], delta=0.0, i2c=0, c2i=0)
-        else:
-            refs = [by_id[i] for i, x in settings.items() if x["family"] == s["family"] and not any(x["switches"].values())]
-            refs = [x for x in refs if not any(mismatch(keyed_of(x["id"]), km))]
-            if refs:
-                ref = max(refs, key=lambda x: x["seq"])
-                kb = keyed_of(ref["id"])
-                keys = list(kb)
-                f = flips(np.array([km[k].correct for k in keys]), np.array([kb[k].correct for k in keys]))
-                row.update(reference=ref["id"], delta=macro(km, keys) - macro(kb, keys), i2c=f["i2c"], c2i=f["c2i"])
-            else:
-                notes.append(f"{describe(r)} ({', '.join(row['on'])}): no done run with every switch off in the same "
-                             "family (method, adapters/weights or method config, other parameters) covers its queries")
-        rows.append(row)
+    chosen = _ablation_runs(reg, split_specs(runs), done, settings, notes)
+    by_id, keyed_of = {r["id"]: r for r in done}, _KeyedRecords(reg)
+    rows = [_ablation_row(r, settings, by_id, keyed_of, notes) for r in chosen]
     fam_order = {f: i for i, f in enumerate(dict.fromkeys(x["family"] for x in rows))}
     rows.sort(key=lambda x: (fam_order[x["family"]], bool(x["on"]), [not x["switches"][k] for k in ABLATION_SWITCHES]))
     for x in rows:
@@ -1485,6 +1527,79 @@ def classify_errors(records: Sequence[QueryRecord | dict[str, Any]], plans: dict
     return out
 
 
+def _linear_baseline(reg, baseline: str, r: dict[str, Any], km: dict, is_scale: bool, notes: list[str]
+                     ) -> tuple[dict[str, Any], dict[tuple[str, str], QueryRecord]]:
+    """The linear-merge run that decides composition failures of the lasrc run ``r``, and its keyed records."""
+    b, note = resolve_run(reg, baseline, role="baseline")
+    if note:
+        notes.append(note)
+    require_done([b])
+    if _merger_of(b) != "linear":
+        raise EvalError(f"the baseline {describe(b)} is not a linear merge (merger {_merger_of(b) or 'none'}); "
+                        "composition failures compare with ilc-linear (ilc's weights, merged linearly) or "
+                        "`eval --adapters ... --merger linear`")
+    if "lasrc" not in str(_merger_of(r) or ""):
+        raise EvalError(f"run {describe(r)} does not compose with lasrc (merger {_merger_of(r) or 'none'}); composition "
+                        "failures compare an lasrc run with its linear baseline")
+    _require_same_backbone(b, [r])
+    base_k = keyed(load_records(reg, b["id"]))
+    _check_alignment(b, r, base_k, km)
+    if is_scale:
+        notes.append("the run is SCALE: besides the merge it differs from the linear baseline in views, SDP and aggregation")
+    return b, base_k
+
+
+def _no_sdp_control(reg, no_sdp: str, r: dict[str, Any], recs: list[QueryRecord], km: dict, is_scale: bool,
+                    notes: list[str]) -> tuple[dict[str, Any], dict[tuple[str, str], QueryRecord]]:
+    """The SCALE run without SDP that decides sparsification failures of the SCALE run ``r``, and its records."""
+    c, note = resolve_run(reg, no_sdp, role="no-SDP control")
+    if note:
+        notes.append(note)
+    require_done([c])
+    if not is_scale:
+        raise EvalError(f"run {describe(r)} has no per-view records; sparsification failures are decided for SCALE runs")
+    if not _uses_sdp(r):
+        raise EvalError(f"run {describe(r)} composes its views without SDP; nothing to compare with a no-SDP control")
+    crecs = load_records(reg, c["id"])
+    if not has_views(crecs) or _uses_sdp(c):
+        raise EvalError(f"the no-SDP control {describe(c)} must be a SCALE run without SDP (`eval --method scale --sdp 0`)")
+    _require_same_backbone(c, [r])
+    ctrl_k = keyed(crecs)
+    _check_alignment(c, r, ctrl_k, km)
+    missing = sorted(set(_views(recs[0]).views) - set(_views(crecs[0]).views))
+    if missing:
+        raise EvalError(f"the no-SDP control {describe(c)} lacks the view(s) {', '.join(missing)} of run {describe(r)}")
+    return c, ctrl_k
+
+
+def _error_categories(per_q: list[dict[str, Any]], available: dict[str, bool], why: dict[str, str],
+                      notes: list[str]) -> list[dict[str, Any]]:
+    """Count, share and undecided count per category; a note for each category no record decides."""
+    n_wrong, cats = len(per_q), []
+    for cat in ERROR_CATEGORIES:
+        count = sum(cat in q["categories"] for q in per_q)
+        undecided_n = sum(cat in q["undecided"] for q in per_q)
+        cats.append({"category": cat, "rule": ERROR_RULES[cat], "decided": available[cat], "count": count,
+                     "share": count / n_wrong if n_wrong else 0.0, "undecided": undecided_n})
+        if not available[cat]:
+            notes.append(f"{cat} undecided: {why[cat]}")
+        elif 0 < undecided_n:
+            notes.append(f"{cat} undecided for {undecided_n} of {n_wrong} wrong queries (no deciding record)")
+    return cats
+
+
+def _merge_only_note(per_q: list[dict[str, Any]], km: dict, base_k: dict) -> list[str]:
+    """A note when composition failures also had other candidates or weights than the baseline."""
+    def path(k: tuple[str, str], recs_k: dict[tuple[str, str], QueryRecord]) -> tuple:
+        x = recs_k[k].path
+        return (x.candidates, x.weights) if x is not None else (None, None)
+
+    diff = sum(1 for q in per_q if "composition_failure" in q["categories"]
+               and path((q["task"], q["query_id"]), km) != path((q["task"], q["query_id"]), base_k))
+    return [f"{diff} composition failure(s) had other candidates or weights than the baseline: "
+            "not a merge-only difference"] if diff else []
+
+
 def errors(reg, run: str, baseline: str | None = None, no_sdp: str | None = None) -> dict[str, Any]:
     """method.md's error taxonomy over the wrong queries of one run, each category decided by records
     (:data:`ERROR_RULES`, :func:`classify_errors`). A query may be in several categories; "other" holds the rest.
@@ -1513,46 +1628,10 @@ def errors(reg, run: str, baseline: str | None = None, no_sdp: str | None = None
         raise EvalError(f"run {describe(r)} has no records")
     km = keyed(recs)
     is_scale = has_views(recs)
-    base_k = ctrl_k = None
-    b = c = None
-    if baseline:
-        b, note = resolve_run(reg, baseline, role="baseline")
-        if note:
-            notes.append(note)
-        require_done([b])
-        if _merger_of(b) != "linear":
-            raise EvalError(f"the baseline {describe(b)} is not a linear merge (merger {_merger_of(b) or 'none'}); "
-                            "composition failures compare with ilc-linear (ilc's weights, merged linearly) or "
-                            "`eval --adapters ... --merger linear`")
-        if "lasrc" not in str(_merger_of(r) or ""):
-            raise EvalError(f"run {describe(r)} does not compose with lasrc (merger {_merger_of(r) or 'none'}); composition "
-                            "failures compare an lasrc run with its linear baseline")
-        _require_same_backbone(b, [r])
-        base_k = keyed(load_records(reg, b["id"]))
-        _check_alignment(b, r, base_k, km)
-        if is_scale:
-            notes.append("the run is SCALE: besides the merge it differs from the linear baseline in views, SDP and aggregation")
-    if no_sdp:
-        c, note = resolve_run(reg, no_sdp, role="no-SDP control")
-        if note:
-            notes.append(note)
-        require_done([c])
-        if not is_scale:
-            raise EvalError(f"run {describe(r)} has no per-view records; sparsification failures are decided for SCALE runs")
-        if not _uses_sdp(r):
-            raise EvalError(f"run {describe(r)} composes its views without SDP; nothing to compare with a no-SDP control")
-        crecs = load_records(reg, c["id"])
-        if not has_views(crecs) or _uses_sdp(c):
-            raise EvalError(f"the no-SDP control {describe(c)} must be a SCALE run without SDP (`eval --method scale --sdp 0`)")
-        _require_same_backbone(c, [r])
-        ctrl_k = keyed(crecs)
-        _check_alignment(c, r, ctrl_k, km)
-        missing = sorted(set(_views(recs[0]).views) - set(_views(crecs[0]).views))
-        if missing:
-            raise EvalError(f"the no-SDP control {describe(c)} lacks the view(s) {', '.join(missing)} of run {describe(r)}")
+    b, base_k = _linear_baseline(reg, baseline, r, km, is_scale, notes) if baseline else (None, None)
+    c, ctrl_k = _no_sdp_control(reg, no_sdp, r, recs, km, is_scale, notes) if no_sdp else (None, None)
     plans = run_plans(r)
     per_q = classify_errors(recs, plans, base_k, ctrl_k)
-    n_wrong = len(per_q)
     available = {"retrieval_miss": any(retrieval_miss(x, plans.get(x.task)) is not None for x in recs),
                  "composition_failure": base_k is not None, "sparsification_failure": ctrl_k is not None,
                  "agreement_failure": is_scale, "calibration_failure": is_scale,
@@ -1561,27 +1640,10 @@ def errors(reg, run: str, baseline: str | None = None, no_sdp: str | None = None
            "sparsification_failure": "no --no-sdp control" if is_scale else "not a SCALE run",
            "agreement_failure": "not a SCALE run", "calibration_failure": "not a SCALE run",
            "normalization_failure": "no extractor column"}
-    cats = []
-    for cat in ERROR_CATEGORIES:
-        count = sum(cat in q["categories"] for q in per_q)
-        undecided_n = sum(cat in q["undecided"] for q in per_q)
-        cats.append({"category": cat, "rule": ERROR_RULES[cat], "decided": available[cat], "count": count,
-                     "share": count / n_wrong if n_wrong else 0.0, "undecided": undecided_n})
-        if not available[cat]:
-            notes.append(f"{cat} undecided: {why[cat]}")
-        elif 0 < undecided_n:
-            notes.append(f"{cat} undecided for {undecided_n} of {n_wrong} wrong queries (no deciding record)")
+    cats = _error_categories(per_q, available, why, notes)
     if base_k is not None and not is_scale:
-        def path(k: tuple[str, str], recs_k: dict[tuple[str, str], QueryRecord]) -> tuple:
-            x = recs_k[k].path
-            return (x.candidates, x.weights) if x is not None else (None, None)
-
-        diff = sum(1 for q in per_q if "composition_failure" in q["categories"]
-                   and path((q["task"], q["query_id"]), km) != path((q["task"], q["query_id"]), base_k))
-        if diff:
-            notes.append(f"{diff} composition failure(s) had other candidates or weights than the baseline: "
-                         "not a merge-only difference")
-    return {"run": r["id"], "method": r["method"], "label": r.get("label"), "n_queries": len(recs), "n_wrong": n_wrong,
+        notes += _merge_only_note(per_q, km, base_k)
+    return {"run": r["id"], "method": r["method"], "label": r.get("label"), "n_queries": len(recs), "n_wrong": len(per_q),
             "categories": cats, "queries": per_q, "baseline": b["id"] if b else None, "no_sdp": c["id"] if c else None,
             "notes": notes}
 

@@ -178,24 +178,18 @@ def _notes(notes: Sequence[str]) -> str:
     return "\n".join(f'<p class="note">{_esc(n)}</p>' for n in notes)
 
 
-def render(data: dict[str, Any], plot: bool = True) -> str:
-    """The page as one HTML string (``plot=False`` leaves the figures out)."""
-    from .audit import calibration_caption, views_caption, views_columns, views_rows
-
-    png = None
-    if plot:
-        from . import plots as png
-    runs = data["runs"]
-    parts = []
-    # runs
+def _runs_section(data: dict[str, Any], png) -> list[str]:
     rows = [{**r, "macro": _pct(r["macro_accuracy"]), "label": r["label"],
-             "method": r["method"] + (" (uses labels)" if r["uses_labels"] else "")} for r in runs]
-    parts.append(_section("Runs", [table_html(rows, [("run", "run"), ("method", "method"), ("label", "label"),
-                                                     ("base_model", "backbone"), ("n_tasks", "tasks"), ("n_queries", "queries"),
-                                                     ("macro", "macro EM %"), ("created", "created")],
-                                              caption="macro EM = mean over tasks of normalized exact match",
-                                              left=("run", "method", "label", "base_model", "created"))], "runs"))
-    # accuracy per task
+             "method": r["method"] + (" (uses labels)" if r["uses_labels"] else "")} for r in data["runs"]]
+    return [_section("Runs", [table_html(rows, [("run", "run"), ("method", "method"), ("label", "label"),
+                                                ("base_model", "backbone"), ("n_tasks", "tasks"), ("n_queries", "queries"),
+                                                ("macro", "macro EM %"), ("created", "created")],
+                                         caption="macro EM = mean over tasks of normalized exact match",
+                                         left=("run", "method", "label", "base_model", "created"))], "runs")]
+
+
+def _accuracy_section(data: dict[str, Any], png) -> list[str]:
+    runs = data["runs"]
     cols = [("task", "task")] + [(r["run"], f"{r['method']} {r['run'][-6:]}") for r in runs]
     trows = [{"task": t, **{r["run"]: _pct(r["tasks"].get(t)) for r in runs}} for t in data["tasks"]]
     trows.append({"task": "macro", **{r["run"]: _pct(r["macro_accuracy"]) for r in runs}})
@@ -206,67 +200,95 @@ def render(data: dict[str, Any], plot: bool = True) -> str:
         body.append(img_html(png.accuracy_png(series, title="EM per task"), "accuracy per task"))
         if len(runs) > 12:
             body.append(_notes([f"the chart shows the first 12 of {len(runs)} runs"]))
-    parts.append(_section("Accuracy per task", body, "accuracy"))
-    # paired
+    return [_section("Accuracy per task", body, "accuracy")]
+
+
+def _paired_section(data: dict[str, Any], png) -> list[str]:
     pair = data.get("paired")
-    if pair:
-        b = pair["baseline"]
-        prow = [{"method": f"{b['method']} (baseline)", "run": b["run"], "macro": _pct(b["macro_accuracy"])}]
-        labelled = {r["run"] for r in runs if r["uses_labels"]}
-        for r in pair["results"]:
-            prow.append({"method": r["method"] + (" (uses labels)" if r["run"] in labelled else ""), "run": r["run"],
-                         "macro": _pct(r["macro_accuracy"]), "delta": _pts(r["delta"]),
-                         "flips": f"+{r['i2c']}/-{r['c2i']}/={r['unchanged']}", "wlt": f"{r['wins']}/{r['losses']}/{r['ties']}",
-                         "p": _p(r["p"]), "ci": f"[{_pts(r['ci_low'])}, {_pts(r['ci_high'])}]"})
-        unit = "tasks with replacement" if pair["resample"] == "tasks" else "queries within each task"
-        parts.append(_section(f"Paired audit vs {b['method']} ({b['run']})", [table_html(
-            prow, [("method", "method"), ("run", "run"), ("macro", "macro EM %"), ("delta", "delta (points)"),
-                   ("flips", "flips +i2c/-c2i/=same"), ("wlt", "W/L/T"), ("p", "p"), ("ci", f"{100 * pair['level']:.0f}% CI")],
-            caption=f"p: two-sided paired sign-flip permutation test ({pair['n_samples']} samples, seed {pair['seed']}, "
-                    f"uncorrected); CI: percentile bootstrap of the macro difference resampling {unit}",
-            left=("method", "run"))], "paired"))
-    # SCALE
-    for s in data.get("scale") or []:
-        v, c = s["views"], s["calibration"]
-        vrows = []
-        for r in views_rows(v):
-            f = dict(r)
-            for k in ["support", "uniform", "best_view", "oracle", "any_view_correct"] + [f"view:{n}" for n in v["views"]]:
-                f[k] = _pct(r.get(k))
-            f["headroom"] = _pts(r.get("headroom"))
-            vrows.append(f)
-        body = [table_html(vrows, views_columns(v), caption=views_caption(v), left=("task", "oracle_view"), macro_key="task",
-                           css={"oracle": "labels", "any_view_correct": "labels"})]
-        body.append("<h3>Calibration</h3>")
-        body.append(table_html([{**p, "loss": f"{p['support_loss']:.4f}", "acc": _pct(p["accuracy"])} for p in c["points"]],
-                               [("task", "task"), ("view", "view"), ("loss", "support loss"), ("acc", "query EM %")],
-                               caption=calibration_caption(c), left=("task", "view")))
-        cr = c["coverage_risk"]
-        body.append(table_html([{"th": f"{p['threshold']:.4f}", "covered": p["covered"], "cov": _pct(p["coverage"]),
-                                 "risk": _pct(p["risk"])} for p in cr["points"]],
-                               [("th", "agreement >="), ("covered", "answered"), ("cov", "coverage %"), ("risk", "risk %")],
-                               caption=f"coverage-risk with the agreement score as confidence; {cr['n']} queries, AURC "
-                                       f"{100 * cr['aurc']:.2f}, risk at full coverage {100 * cr['full_risk']:.1f}%"))
-        if png is not None:
-            body.append(img_html(png.calibration_png(c["points"], cr, title=f"SCALE run {c['run']}"), "calibration"))
-        body.append(_notes(v["notes"] + c["notes"]))
-        parts.append(_section(f"SCALE run {v['run']}: views and calibration", body, f"scale-{v['run']}"))
-    # compat
+    if not pair:
+        return []
+    b = pair["baseline"]
+    prow = [{"method": f"{b['method']} (baseline)", "run": b["run"], "macro": _pct(b["macro_accuracy"])}]
+    labelled = {r["run"] for r in data["runs"] if r["uses_labels"]}
+    for r in pair["results"]:
+        prow.append({"method": r["method"] + (" (uses labels)" if r["run"] in labelled else ""), "run": r["run"],
+                     "macro": _pct(r["macro_accuracy"]), "delta": _pts(r["delta"]),
+                     "flips": f"+{r['i2c']}/-{r['c2i']}/={r['unchanged']}", "wlt": f"{r['wins']}/{r['losses']}/{r['ties']}",
+                     "p": _p(r["p"]), "ci": f"[{_pts(r['ci_low'])}, {_pts(r['ci_high'])}]"})
+    unit = "tasks with replacement" if pair["resample"] == "tasks" else "queries within each task"
+    return [_section(f"Paired audit vs {b['method']} ({b['run']})", [table_html(
+        prow, [("method", "method"), ("run", "run"), ("macro", "macro EM %"), ("delta", "delta (points)"),
+               ("flips", "flips +i2c/-c2i/=same"), ("wlt", "W/L/T"), ("p", "p"), ("ci", f"{100 * pair['level']:.0f}% CI")],
+        caption=f"p: two-sided paired sign-flip permutation test ({pair['n_samples']} samples, seed {pair['seed']}, "
+                f"uncorrected); CI: percentile bootstrap of the macro difference resampling {unit}",
+        left=("method", "run"))], "paired")]
+
+
+def _scale_section(s: dict[str, Any], png) -> str:
+    """One SCALE run: its views side by side, the calibration points and the coverage-risk curve."""
+    from .audit import calibration_caption, views_caption, views_columns, views_rows
+
+    v, c = s["views"], s["calibration"]
+    vrows = []
+    for r in views_rows(v):
+        f = dict(r)
+        for k in ["support", "uniform", "best_view", "oracle", "any_view_correct"] + [f"view:{n}" for n in v["views"]]:
+            f[k] = _pct(r.get(k))
+        f["headroom"] = _pts(r.get("headroom"))
+        vrows.append(f)
+    body = [table_html(vrows, views_columns(v), caption=views_caption(v), left=("task", "oracle_view"), macro_key="task",
+                       css={"oracle": "labels", "any_view_correct": "labels"})]
+    body.append("<h3>Calibration</h3>")
+    body.append(table_html([{**p, "loss": f"{p['support_loss']:.4f}", "acc": _pct(p["accuracy"])} for p in c["points"]],
+                           [("task", "task"), ("view", "view"), ("loss", "support loss"), ("acc", "query EM %")],
+                           caption=calibration_caption(c), left=("task", "view")))
+    cr = c["coverage_risk"]
+    body.append(table_html([{"th": f"{p['threshold']:.4f}", "covered": p["covered"], "cov": _pct(p["coverage"]),
+                             "risk": _pct(p["risk"])} for p in cr["points"]],
+                           [("th", "agreement >="), ("covered", "answered"), ("cov", "coverage %"), ("risk", "risk %")],
+                           caption=f"coverage-risk with the agreement score as confidence; {cr['n']} queries, AURC "
+                                   f"{100 * cr['aurc']:.2f}, risk at full coverage {100 * cr['full_risk']:.1f}%"))
+    if png is not None:
+        body.append(img_html(png.calibration_png(c["points"], cr, title=f"SCALE run {c['run']}"), "calibration"))
+    body.append(_notes(v["notes"] + c["notes"]))
+    return _section(f"SCALE run {v['run']}: views and calibration", body, f"scale-{v['run']}")
+
+
+def _scale_sections(data: dict[str, Any], png) -> list[str]:
+    return [_scale_section(s, png) for s in data.get("scale") or []]
+
+
+def _compat_section(data: dict[str, Any], png) -> list[str]:
     comp = data.get("compat")
-    if comp:
-        body = [table_html([{**p, "rms": f"{p['rms_cosine']:.4f}", "mean": f"{p['mean_cosine']:+.4f}"} for p in comp["pairs"]],
-                           [("rank", "#"), ("a", "adapter"), ("b", "adapter"), ("rms", "RMS cosine"), ("mean", "mean cosine")],
-                           caption=f"the {len(comp['pairs'])} most similar of {comp['n_pairs']} pairs, over {comp['modules']} "
-                                   "common modules", left=("a", "b"))]
-        if png is not None:
-            body.append(img_html(png.heatmap_png(comp["names"], comp["rms_cosine"], title=f"pool {comp['pool']}: RMS cosine"),
-                                 "compatibility heatmap"))
-        body.append(_notes(comp["notes"]))
-        parts.append(_section(f"Compatibility of pool {comp['pool']}", body, "compat"))
-    if data.get("notes"):
-        parts.append(_section("Notes", [_notes(data["notes"])], "notes"))
+    if not comp:
+        return []
+    body = [table_html([{**p, "rms": f"{p['rms_cosine']:.4f}", "mean": f"{p['mean_cosine']:+.4f}"} for p in comp["pairs"]],
+                       [("rank", "#"), ("a", "adapter"), ("b", "adapter"), ("rms", "RMS cosine"), ("mean", "mean cosine")],
+                       caption=f"the {len(comp['pairs'])} most similar of {comp['n_pairs']} pairs, over {comp['modules']} "
+                               "common modules", left=("a", "b"))]
+    if png is not None:
+        body.append(img_html(png.heatmap_png(comp["names"], comp["rms_cosine"], title=f"pool {comp['pool']}: RMS cosine"),
+                             "compatibility heatmap"))
+    body.append(_notes(comp["notes"]))
+    return [_section(f"Compatibility of pool {comp['pool']}", body, "compat")]
+
+
+def _notes_section(data: dict[str, Any], png) -> list[str]:
+    return [_section("Notes", [_notes(data["notes"])], "notes")] if data.get("notes") else []
+
+
+# the page's sections in order; each (data, plots module or None) -> HTML sections
+SECTIONS = (_runs_section, _accuracy_section, _paired_section, _scale_sections, _compat_section, _notes_section)
+
+
+def render(data: dict[str, Any], plot: bool = True) -> str:
+    """The page as one HTML string (``plot=False`` leaves the figures out)."""
+    png = None
+    if plot:
+        from . import plots as png
+    parts = [html for section in SECTIONS for html in section(data, png)]
     head = (f'<p class="meta">generated {_esc(data["generated"])} by scalectl {_esc(data["scalectl_version"])}; registry '
-            f'{_esc(data["registry"])}; {len(runs)} run(s). Accuracies are normalized exact match '
+            f'{_esc(data["registry"])}; {len(data["runs"])} run(s). Accuracies are normalized exact match '
             '(<code>str(x).strip().lower().replace(".", "")</code>); cells marked in yellow use query labels.</p>')
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"

@@ -107,16 +107,98 @@ def _accuracy(bb, records: list[dict[str, str]], batch_size: int = 16) -> float:
     return sum(exact_match(o, r["target"]) for o, r in zip(outs, records)) / len(records)
 
 
+def _train_hops(w, variant: str, base: str | None, seed: int, steps: int, rank: int, lr: float, out_dir: Path,
+                reg, bb, prog: Progress) -> dict[str, str]:
+    """The hop1, hop2 and union adapters, trained on the world's records into a probe pool of their own."""
+    from .train import TrainConfig, train_skill
+
+    pool = f"probe-two-hop-{variant}-{seed}"
+    adapters: dict[str, str] = {}
+    for label, recs in {"hop1": w.hop1, "hop2": w.hop2, "union": w.hop1 + w.hop2}.items():
+        cfg = TrainConfig(skill=f"two-hop-{variant}-{label}", base=base, rank=rank, steps=steps, seed=seed, lr=lr,
+                          batch_size=8, max_len=96, heldout=len(recs), eval_every=max(1, steps // 4))
+        prog.log(f"training the {label} adapter on {len(recs)} records ({steps} steps)")
+        r = train_skill(cfg, name=label, pool=pool, out=out_dir / label, overwrite=True, reg=reg, bb=bb, progress=prog,
+                        examples=(recs, recs), description=f"two-hop probe ({variant}, seed {seed}): {label} records",
+                        command=f"scalectl probe two-hop --variant {variant} --seed {seed} --steps {steps}")
+        adapters[label] = r.registered or label
+    return adapters
+
+
+def _logo_scores(ctx, bb, factors: dict[str, Any], w) -> dict[str, float]:
+    """Dynamic selection: both adapters as branches, per-query weights from one forward pass (L2 signal, weighted)."""
+    from .methods import MethodConfig
+    from .methods.logo import generate_mixed, logo_weights
+    from .tasks.bbh import exact_match
+
+    lcfg = MethodConfig(method="logo", logo_k=2)
+    fs = [factors["hop1"], factors["hop2"]]
+    out = {}
+    for key, recs in (("hop1", w.hop1), ("hop2", w.hop2), ("two_hop", w.two_hop)):
+        prompts = [r["input"] for r in recs]
+        W, _ = logo_weights(ctx, ["hop1", "hop2"], prompts, lcfg)
+        outs = generate_mixed(bb, fs, prompts, W, _max_new(bb, recs), batch_size=16)
+        out[key] = sum(exact_match(o, r["target"]) for o, r in zip(outs, recs)) / len(recs)
+    return out
+
+
+def _conditions(ctx, bb, factors: dict[str, Any], w, prog: Progress) -> list[dict[str, Any]]:
+    """Accuracy on first-hop, second-hop and two-hop questions under each condition, in the table's order."""
+    from .methods.plan import compose_deltas
+    from .stacked import merged_weights
+
+    def scores() -> dict[str, float]:
+        return {"hop1": _accuracy(bb, w.hop1), "hop2": _accuracy(bb, w.hop2), "two_hop": _accuracy(bb, w.two_hop)}
+
+    def alone(label: str):
+        return merged_weights(bb.model, {m: factors[label].delta(m).float() for m in factors[label].modules})
+
+    prog.log("answering with the base model, each adapter, and each composition")
+    rows: list[dict[str, Any]] = [{"condition": "base model", **scores()}]
+    for label in ("hop1", "hop2"):
+        with alone(label):
+            rows.append({"condition": f"{label} adapter alone", **scores()})
+    for merger, ws, tag in (("linear", [0.5, 0.5], "parameter averaging (linear, 1/2 each)"),
+                            ("linear", [1.0, 1.0], "naive summation (linear, 1 each)"),
+                            ("lasrc", [1.0, 1.0], "lasrc (weights 1 each)")):
+        with merged_weights(bb.model, compose_deltas(ctx, ["hop1", "hop2"], ws, merger)):
+            rows.append({"condition": tag, **scores()})
+    rows.append({"condition": "dynamic selection (logo)", **_logo_scores(ctx, bb, factors, w)})
+    with alone("union"):
+        rows.append({"condition": "union adapter (trained on both; upper bound)", **scores()})
+    return rows
+
+
+def _verdict(rows: list[dict[str, Any]], variant: str, n_groups: int, n_two_hop: int) -> tuple[bool, str]:
+    """Did composition integrate the knowledge: (integrated, the sentence that says so and why)."""
+    single = max(r["two_hop"] for r in rows[1:3])
+    comps = rows[3:7]
+    best = max(comps, key=lambda r: (r["two_hop"], r["hop1"] + r["hop2"]))
+    # facts: a guess among the world's countries is right 1 time in n_groups; math answers are products (chance ~0)
+    chance = 1.0 / n_groups if variant == "facts" else 0.0
+    need = max(single, chance) + 2.0 / n_two_hop
+    retained = best["hop1"] >= 0.5 and best["hop2"] >= 0.5
+    integrated = best["two_hop"] >= need and retained
+    union = rows[-1]["two_hop"]
+    why = ("" if integrated else
+           " (the rule: two-hop accuracy at least 2 questions above both the better single adapter and chance "
+           f"({100 * chance:.0f}%), with both hops still recalled at 50% or more)")
+    return integrated, (
+        f"composition {'integrated' if integrated else 'did not integrate'} the knowledge: the best composition "
+        f"({best['condition']}) answers {100 * best['two_hop']:.0f}% of two-hop questions against "
+        f"{100 * single:.0f}% for the better single adapter, {100 * chance:.0f}% by chance and {100 * union:.0f}% for "
+        f"the adapter trained on both hops' records; its first-hop / second-hop recall is {100 * best['hop1']:.0f}% / "
+        f"{100 * best['hop2']:.0f}%{why}.")
+
+
 def run_two_hop(variant: str = "facts", base: str | None = None, n_people: int = 24, n_groups: int = 6, seed: int = 0,
                 steps: int = 80, rank: int = 8, lr: float = 2e-3, out_dir: str | Path | None = None,
                 progress: Progress | None = None, bb=None) -> ProbeResult:
     """Train the hop adapters, compose them every way, and answer first-hop, second-hop and two-hop questions."""
-
     from . import paths
     from .backbone import load_backbone
+    from .context import RunContext
     from .registry import Registry
-    from .stacked import merged_weights
-    from .train import TrainConfig, train_skill
 
     prog = ensure(progress)
     t0 = time.perf_counter()
@@ -126,75 +208,11 @@ def run_two_hop(variant: str = "facts", base: str | None = None, n_people: int =
         bb = load_backbone(base)
     out_dir = Path(out_dir) if out_dir else paths.home() / "probe" / f"two-hop-{variant}-{seed}"
     reg = Registry()
-    pool = f"probe-two-hop-{variant}-{seed}"
-    sets = {"hop1": w.hop1, "hop2": w.hop2, "union": w.hop1 + w.hop2}
-    adapters: dict[str, str] = {}
-    for label, recs in sets.items():
-        cfg = TrainConfig(skill=f"two-hop-{variant}-{label}", base=base, rank=rank, steps=steps, seed=seed, lr=lr,
-                          batch_size=8, max_len=96, heldout=len(recs), eval_every=max(1, steps // 4))
-        prog.log(f"training the {label} adapter on {len(recs)} records ({steps} steps)")
-        r = train_skill(cfg, name=label, pool=pool, out=out_dir / label, overwrite=True, reg=reg, bb=bb, progress=prog,
-                        examples=(recs, recs), description=f"two-hop probe ({variant}, seed {seed}): {label} records",
-                        command=f"scalectl probe two-hop --variant {variant} --seed {seed} --steps {steps}")
-        adapters[label] = r.registered or label
-    from .context import RunContext
-
-    ctx = RunContext(reg, bb, pool)
-    factors = {k: ctx.load_factors(k) for k in sets}
-
-    def scores() -> dict[str, float]:
-        return {"hop1": _accuracy(bb, w.hop1), "hop2": _accuracy(bb, w.hop2), "two_hop": _accuracy(bb, w.two_hop)}
-
-    def composed(names: list[str], weights: list[float], merger: str) -> dict[str, Any]:
-        from .methods.plan import compose_deltas
-
-        return compose_deltas(ctx, names, weights, merger)
-
-    rows: list[dict[str, Any]] = []
-    prog.log("answering with the base model, each adapter, and each composition")
-    rows.append({"condition": "base model", **scores()})
-    for label in ("hop1", "hop2"):
-        with merged_weights(bb.model, {m: factors[label].delta(m).float() for m in factors[label].modules}):
-            rows.append({"condition": f"{label} adapter alone", **scores()})
-    for merger, ws, tag in (("linear", [0.5, 0.5], "parameter averaging (linear, 1/2 each)"),
-                            ("linear", [1.0, 1.0], "naive summation (linear, 1 each)"),
-                            ("lasrc", [1.0, 1.0], "lasrc (weights 1 each)")):
-        with merged_weights(bb.model, composed(["hop1", "hop2"], ws, merger)):
-            rows.append({"condition": tag, **scores()})
-    # logo: both adapters as branches, per-query weights from one forward pass (L2 signal, weighted)
-    from .methods import MethodConfig
-    from .methods.logo import generate_mixed, logo_weights
-    from .tasks.bbh import exact_match
-
-    lcfg = MethodConfig(method="logo", logo_k=2)
-    fs = [factors["hop1"], factors["hop2"]]
-    logo_scores = {}
-    for key, recs in (("hop1", w.hop1), ("hop2", w.hop2), ("two_hop", w.two_hop)):
-        prompts = [r["input"] for r in recs]
-        W, _ = logo_weights(ctx, ["hop1", "hop2"], prompts, lcfg)
-        outs = generate_mixed(bb, fs, prompts, W, _max_new(bb, recs), batch_size=16)
-        logo_scores[key] = sum(exact_match(o, r["target"]) for o, r in zip(outs, recs)) / len(recs)
-    rows.append({"condition": "dynamic selection (logo)", **logo_scores})
-    with merged_weights(bb.model, {m: factors["union"].delta(m).float() for m in factors["union"].modules}):
-        rows.append({"condition": "union adapter (trained on both; upper bound)", **scores()})
-
-    single = max(r["two_hop"] for r in rows[1:3])
-    comps = rows[3:7]
-    best = max(comps, key=lambda r: (r["two_hop"], r["hop1"] + r["hop2"]))
-    # facts: a guess among the world's countries is right 1 time in n_groups; math answers are products (chance ~0)
-    chance = 1.0 / n_groups if variant == "facts" else 0.0
-    need = max(single, chance) + 2.0 / len(w.two_hop)
-    retained = best["hop1"] >= 0.5 and best["hop2"] >= 0.5
-    integrated = best["two_hop"] >= need and retained
-    union = rows[-1]["two_hop"]
-    why = ("" if integrated else
-           " (the rule: two-hop accuracy at least 2 questions above both the better single adapter and chance "
-           f"({100 * chance:.0f}%), with both hops still recalled at 50% or more)")
-    verdict = (f"composition {'integrated' if integrated else 'did not integrate'} the knowledge: the best composition "
-               f"({best['condition']}) answers {100 * best['two_hop']:.0f}% of two-hop questions against "
-               f"{100 * single:.0f}% for the better single adapter, {100 * chance:.0f}% by chance and {100 * union:.0f}% for "
-               f"the adapter trained on both hops' records; its first-hop / second-hop recall is {100 * best['hop1']:.0f}% / "
-               f"{100 * best['hop2']:.0f}%{why}.")
+    adapters = _train_hops(w, variant, base, seed, steps, rank, lr, out_dir, reg, bb, prog)
+    ctx = RunContext(reg, bb, f"probe-two-hop-{variant}-{seed}")
+    factors = {k: ctx.load_factors(k) for k in ("hop1", "hop2", "union")}
+    rows = _conditions(ctx, bb, factors, w, prog)
+    integrated, verdict = _verdict(rows, variant, n_groups, len(w.two_hop))
     return ProbeResult(variant=variant, rows=rows, verdict=verdict, integrated=integrated, adapters=adapters,
                        seconds=round(time.perf_counter() - t0, 1),
                        world={"people": n_people, "groups": n_groups, "two_hop_questions": len(w.two_hop)})

@@ -206,6 +206,68 @@ GEOMETRY_ROWS = ("ilc", "lasrc", "sdp+lasrc@0.5", "scale")  # the rows whose mer
 SEARCHES_OF = {"lmix-fr": "ilc", "lmix-sr": "ilc"}  # (ilc-linear and the operator rows reuse ilc's searches too)
 
 
+def _rectangle(found: dict[str, dict[str, dict[str, Any]]], tasks: list[str]) -> tuple[list[str], list[str]]:
+    """(tasks, rows) on the page: rows in table order, each narrowing the tasks to those it finished too."""
+    complete, shown = list(tasks), []
+    for r in ROWS:
+        have = [t for t in complete if t in found[r.key]]
+        if have:
+            shown.append(r.key)
+            complete = have
+    return (complete if shown else []), shown
+
+
+def _row_data(reg, r: Row, found: dict[str, dict[str, dict[str, Any]]], complete: list[str]) -> dict[str, Any]:
+    """One row's query records, path cost, run ids and (for GEOMETRY_ROWS) composition geometry."""
+    recs: dict[tuple[str, str], QueryRecord] = {}
+    cost = {"search": 0.0, "compose": 0.0, "decode": 0.0, "retrieval": 0.0, "paths": 1.0, "rss_mb": 0.0}
+    run_ids = []
+    for t in complete:
+        run = found[r.key][t]
+        run_ids.append(run["id"])
+        for rec in load_records(reg, run["id"]):
+            recs[(rec.task, rec.query_id)] = rec
+        src = found[r.derived_from].get(t, run) if r.derived_from else run
+        pc = RunRecord.from_row(src).path_cost
+        # (without ilc's run on the task, an LMix row's own searches are what it is charged)
+        cost["search"] += _search_seconds(found[SEARCHES_OF[r.key]].get(t, src) if r.key in SEARCHES_OF else src)
+        cost["compose"] += float(pc.compose_seconds or 0.0)
+        cost["decode"] += float(pc.decode_seconds or 0.0)
+        cost["retrieval"] += float(pc.retrieval_seconds or 0.0)
+        cost["paths"] = float(pc.paths_per_query or 1.0)
+        cost["rss_mb"] = max(cost["rss_mb"], float(pc.peak_rss_mb or 0.0))
+    return {"records": recs, "cost": cost, "runs": run_ids,
+            "geometry": composition_geometry([g for t in complete for g in run_groups(found[r.key][t])])
+            if r.key in GEOMETRY_ROWS else None}
+
+
+def _run_settings(found: dict[str, dict[str, dict[str, Any]]], shown: list[str], complete: list[str]
+                  ) -> dict[str, Any]:
+    """The decoding config and base model the runs stored, and the index embedder retrieval used."""
+    from .audit import run_plans
+
+    any_run = found[shown[0]][complete[0]]  # zero-shot's when it is on the page
+    out: dict[str, Any] = {"config": config_of(any_run), "base_model": any_run.get("base_model")}
+    for k in ["ilc"] + shown:  # the index embedder: ilc's retrieval, else any retrieving row's
+        if complete[0] in found[k]:
+            plan = run_plans(found[k][complete[0]]).get(complete[0])
+            retrieval = plan.retrieval if isinstance(plan, PlanSummary) else None  # a retrieve.Retrieval as stored
+            out["embedder"] = (retrieval or {}).get("embedder")
+            if out["embedder"]:
+                break
+    return out
+
+
+def _pool_desc(reg, pool: str, pool_info: dict[str, Any] | None) -> str:
+    if pool_info is None:
+        from .index import candidate_rows
+
+        rows = candidate_rows(reg, pool)  # the pool's own adapters, not compositions written into it
+        pool_info = {"adapters": len(rows), "ranks": sorted({int(r["r"]) for r in rows if r.get("r")})}
+    ranks = pool_info.get("ranks") or []
+    return f"{pool_info['adapters']} adapters" + (f", rank {'/'.join(map(str, ranks))}" if ranks else "")
+
+
 def collect(reg, tasks: list[str], limit: int | None, pool: str, pool_info: dict[str, Any] | None = None
             ) -> dict[str, Any]:
     """Every finished row's records and costs over the tasks that all of them finished.
@@ -222,63 +284,19 @@ def collect(reg, tasks: list[str], limit: int | None, pool: str, pool_info: dict
             run = find_run(reg, r, t, limit, pool, runs)
             if run is not None:
                 found[r.key][t] = run
-    complete, shown = list(tasks), []
-    for r in ROWS:
-        have = [t for t in complete if t in found[r.key]]
-        if have:
-            shown.append(r.key)
-            complete = have
-    if not shown:
-        complete = []
+    complete, shown = _rectangle(found, tasks)
     partial = [t for t in tasks if t not in complete and any(t in found[r.key] for r in ROWS)]
     data: dict[str, Any] = {"tasks": complete, "partial_tasks": partial, "rows": {}, "shown": shown,
                             "missing_rows": [r.key for r in ROWS if r.key not in shown],
                             "missing_tasks": {t: sum(t in found[r.key] for r in ROWS) for t in tasks if t not in complete}}
     for r in ROWS:
-        if r.key not in shown:
-            continue
-        recs: dict[tuple[str, str], QueryRecord] = {}
-        cost = {"search": 0.0, "compose": 0.0, "decode": 0.0, "retrieval": 0.0, "paths": 1.0, "rss_mb": 0.0}
-        run_ids = []
-        for t in complete:
-            run = found[r.key][t]
-            run_ids.append(run["id"])
-            for rec in load_records(reg, run["id"]):
-                recs[(rec.task, rec.query_id)] = rec
-            src = found[r.derived_from].get(t, run) if r.derived_from else run
-            pc = RunRecord.from_row(src).path_cost
-            # (without ilc's run on the task, an LMix row's own searches are what it is charged)
-            cost["search"] += _search_seconds(found[SEARCHES_OF[r.key]].get(t, src) if r.key in SEARCHES_OF else src)
-            cost["compose"] += float(pc.compose_seconds or 0.0)
-            cost["decode"] += float(pc.decode_seconds or 0.0)
-            cost["retrieval"] += float(pc.retrieval_seconds or 0.0)
-            cost["paths"] = float(pc.paths_per_query or 1.0)
-            cost["rss_mb"] = max(cost["rss_mb"], float(pc.peak_rss_mb or 0.0))
-        data["rows"][r.key] = {"records": recs, "cost": cost, "runs": run_ids,
-                               "geometry": composition_geometry([g for t in complete for g in run_groups(found[r.key][t])])
-                               if r.key in GEOMETRY_ROWS else None}
-        data["finished"] = max([data.get("finished") or ""] + [str(found[r.key][t].get("finished") or "")
-                                                              for t in complete])
+        if r.key in shown:
+            data["rows"][r.key] = _row_data(reg, r, found, complete)
+            data["finished"] = max([data.get("finished") or ""] + [str(found[r.key][t].get("finished") or "")
+                                                                  for t in complete])
     if complete:
-        from .audit import run_plans
-
-        any_run = found[shown[0]][complete[0]]  # zero-shot's when it is on the page
-        data["config"] = config_of(any_run)
-        data["base_model"] = any_run.get("base_model")
-        for k in ["ilc"] + shown:  # the index embedder: ilc's retrieval, else any retrieving row's
-            if complete[0] in found[k]:
-                plan = run_plans(found[k][complete[0]]).get(complete[0])
-                retrieval = plan.retrieval if isinstance(plan, PlanSummary) else None  # a retrieve.Retrieval as stored
-                data["embedder"] = (retrieval or {}).get("embedder")
-                if data["embedder"]:
-                    break
-    if pool_info is None:
-        from .index import candidate_rows
-
-        rows = candidate_rows(reg, pool)  # the pool's own adapters, not compositions written into it
-        pool_info = {"adapters": len(rows), "ranks": sorted({int(r["r"]) for r in rows if r.get("r")})}
-    ranks = pool_info.get("ranks") or []
-    data["pool_desc"] = f"{pool_info['adapters']} adapters" + (f", rank {'/'.join(map(str, ranks))}" if ranks else "")
+        data.update(_run_settings(found, shown, complete))
+    data["pool_desc"] = _pool_desc(reg, pool, pool_info)
     return data
 
 
@@ -362,61 +380,77 @@ def _verb(names: list[str]) -> str:
     return "improves" if len(names) == 1 else "improve"
 
 
-def findings(res: dict[str, Any]) -> list[str]:
-    """Plain statements from the numbers: what beat what, with p and CI; where nothing beat the baseline.
+def _deploy(rows: dict[str, Any]) -> list[Row]:
+    """The rows on the page a user could deploy: no labels used, not the zero-shot baseline."""
+    return [r for r in ROWS if not r.uses_labels and r.key != "zero-shot" and r.key in rows]
 
-    On a partial page a statement is made only where every row it speaks of is on the page."""
-    rows = res["rows"]
-    has = lambda *keys: all(k in rows for k in keys)  # noqa: E731
-    out = []
-    deploy = [r for r in ROWS if not r.uses_labels and r.key != "zero-shot" and r.key in rows]
-    if has("zero-shot"):
-        zero = rows["zero-shot"]["macro"]
+
+def _best_deployable(res: dict[str, Any]) -> list[str]:
+    rows, deploy = res["rows"], _deploy(res["rows"])
+    if "zero-shot" not in rows:
         if not deploy:
-            out.append(f"Zero-shot scores {_pt(zero)}; no other row that does not use labels has finished, so nothing is "
-                       "compared with it yet.")
-        else:
-            best = max(deploy, key=lambda r: rows[r.key]["macro"])
-            if rows[best.key]["macro"] > zero:
-                out.append(f"The best row that does not use labels is {best.title} at {_pt(rows[best.key]['macro'])} "
-                           f"(zero-shot {_pt(zero)}, {_d(rows[best.key]['vs_zero']['delta'])} points, "
-                           f"p {_p(rows[best.key]['vs_zero']['p'])}, CI {_ci(rows[best.key]['vs_zero'])}).")
-            else:
-                out.append(f"No row that does not use labels beats zero-shot ({_pt(zero)}) on the macro average.")
-            sig_zero = [r.title for r in deploy if rows[r.key]["vs_zero"]["p"] < 0.05 and rows[r.key]["vs_zero"]["delta"] > 0
-                        and rows[r.key]["vs_zero"]["ci_low"] > 0]
-            below_zero = [r.title for r in deploy if rows[r.key]["vs_zero"]["delta"] <= 0]
-            ci0 = "p < 0.05 and a task-bootstrap CI above 0."
-            out.append("Against zero-shot, " + (f"{', '.join(sig_zero)} {_verb(sig_zero)} with {ci0}" if sig_zero
-                                                else f"no row improves with both {ci0}")
-                       + (f" {', '.join(below_zero)} do not beat zero-shot at all." if below_zero else ""))
-    elif deploy:
+            return []
         best = max(deploy, key=lambda r: rows[r.key]["macro"])
-        out.append(f"The best row that does not use labels is {best.title} at {_pt(rows[best.key]['macro'])}; zero-shot "
-                   "has not finished on these tasks, so no row is compared with it.")
-    if has("lasrc", "ilc"):
-        lasrc = rows["lasrc"]["vs_ilc"]
-        out.append(f"LASRC against iLoRAComp (the matched merge test): {_d(lasrc['delta'])} points, flips "
-                   f"{lasrc['i2c']}/{lasrc['c2i']}/{lasrc['unchanged']}, p {_p(lasrc['p'])}, CI {_ci(lasrc)}; "
+        return [f"The best row that does not use labels is {best.title} at {_pt(rows[best.key]['macro'])}; zero-shot "
+                "has not finished on these tasks, so no row is compared with it."]
+    zero = rows["zero-shot"]["macro"]
+    if not deploy:
+        return [f"Zero-shot scores {_pt(zero)}; no other row that does not use labels has finished, so nothing is "
+                "compared with it yet."]
+    best = max(deploy, key=lambda r: rows[r.key]["macro"])
+    vz = rows[best.key]["vs_zero"]
+    if rows[best.key]["macro"] > zero:
+        out = [f"The best row that does not use labels is {best.title} at {_pt(rows[best.key]['macro'])} "
+               f"(zero-shot {_pt(zero)}, {_d(vz['delta'])} points, p {_p(vz['p'])}, CI {_ci(vz)})."]
+    else:
+        out = [f"No row that does not use labels beats zero-shot ({_pt(zero)}) on the macro average."]
+    sig_zero = [r.title for r in deploy if rows[r.key]["vs_zero"]["p"] < 0.05 and rows[r.key]["vs_zero"]["delta"] > 0
+                and rows[r.key]["vs_zero"]["ci_low"] > 0]
+    below_zero = [r.title for r in deploy if rows[r.key]["vs_zero"]["delta"] <= 0]
+    ci0 = "p < 0.05 and a task-bootstrap CI above 0."
+    return out + ["Against zero-shot, " + (f"{', '.join(sig_zero)} {_verb(sig_zero)} with {ci0}" if sig_zero
+                                           else f"no row improves with both {ci0}")
+                  + (f" {', '.join(below_zero)} do not beat zero-shot at all." if below_zero else "")]
+
+
+def _lasrc_tests(res: dict[str, Any]) -> list[str]:
+    rows, out = res["rows"], []
+    if "lasrc" in rows and "ilc" in rows:
+        v = rows["lasrc"]["vs_ilc"]
+        out.append(f"LASRC against iLoRAComp (the matched merge test): {_d(v['delta'])} points, flips "
+                   f"{v['i2c']}/{v['c2i']}/{v['unchanged']}, p {_p(v['p'])}, CI {_ci(v)}; "
                    f"{res['same_outputs_as_ilc']['lasrc']} of {res['n_queries']} outputs are identical to ilc's.")
-    if has("lasrc", "ilc-linear"):
-        lin = rows["lasrc"]["vs_lin"]
+    if "lasrc" in rows and "ilc-linear" in rows:
+        v = rows["lasrc"]["vs_lin"]
         out.append(f"LASRC against iLoRAComp-linear (the same weights and anchor: residualization alone): "
-                   f"{_d(lin['delta'])} points, flips {lin['i2c']}/{lin['c2i']}/{lin['unchanged']}, p {_p(lin['p'])}; "
+                   f"{_d(v['delta'])} points, flips {v['i2c']}/{v['c2i']}/{v['unchanged']}, p {_p(v['p'])}; "
                    f"{res['same_outputs_as_linear']} of {res['n_queries']} outputs are identical.")
-    others = [r for r in deploy if r.key != "ilc"]
-    if has("ilc") and others:
-        beat_ilc = [r.title for r in others if rows[r.key]["vs_ilc"]["p"] < 0.05 and rows[r.key]["vs_ilc"]["delta"] > 0]
-        worse_ilc = [f"{r.title} ({_d(rows[r.key]['vs_ilc']['delta'])}, p {_p(rows[r.key]['vs_ilc']['p'])})" for r in others
-                     if rows[r.key]["vs_ilc"]["p"] < 0.05 and rows[r.key]["vs_ilc"]["delta"] < 0]
-        out.append("Against iLoRAComp, " + (f"{', '.join(beat_ilc)} {_verb(beat_ilc)} with p < 0.05." if beat_ilc
+    return out
+
+
+def _against_ilc(res: dict[str, Any]) -> list[str]:
+    rows = res["rows"]
+    others = [r for r in _deploy(rows) if r.key != "ilc"]
+    if "ilc" not in rows:
+        return []
+    out = []
+    if others:
+        beat = [r.title for r in others if rows[r.key]["vs_ilc"]["p"] < 0.05 and rows[r.key]["vs_ilc"]["delta"] > 0]
+        worse = [f"{r.title} ({_d(rows[r.key]['vs_ilc']['delta'])}, p {_p(rows[r.key]['vs_ilc']['p'])})" for r in others
+                 if rows[r.key]["vs_ilc"]["p"] < 0.05 and rows[r.key]["vs_ilc"]["delta"] < 0]
+        out.append("Against iLoRAComp, " + (f"{', '.join(beat)} {_verb(beat)} with p < 0.05." if beat
                                             else "no row improves with p < 0.05.")
-                   + (f" Worse with p < 0.05: {', '.join(worse_ilc)}." if worse_ilc else ""))
+                   + (f" Worse with p < 0.05: {', '.join(worse)}." if worse else ""))
     ops = [(row(k).title, rows[k]["vs_ilc"]) for k in ("ties", "dare-ties", "dare-linear") if k in rows]
-    if has("ilc") and ops:
+    if ops:
         out.append("Merge-operator controls against iLoRAComp: " + "; ".join(
             f"{t} {_d(v['delta'])} (flips {v['i2c']}/{v['c2i']}, p {_p(v['p'])})" for t, v in ops) + ".")
-    if has("scale", "scale-uniform", "scale-oracle"):
+    return out
+
+
+def _scale_and_sdp(res: dict[str, Any]) -> list[str]:
+    rows, out = res["rows"], []
+    if all(k in rows for k in ("scale", "scale-uniform", "scale-oracle")):
         s, u, o = rows["scale"]["macro"], rows["scale-uniform"]["macro"], rows["scale-oracle"]["macro"]
         line = (f"SCALE: support-weighted {_pt(s)}, uniform {_pt(u)}, oracle view choice {_pt(o)} (uses labels; "
                 f"headroom {_d(o - s)} points over support weighting)")
@@ -426,14 +460,19 @@ def findings(res: dict[str, Any]) -> list[str]:
         if o < s:
             out.append("The oracle picks one view per task; agreement chooses per query, so it can beat the best single view "
                        "per task, as it does here.")
-    if has("sdp+lasrc@0.5", "sdp+lasrc@0.7"):
+    if "sdp+lasrc@0.5" in rows and "sdp+lasrc@0.7" in rows:
         sdp5, sdp7 = rows["sdp+lasrc@0.5"]["macro"], rows["sdp+lasrc@0.7"]["macro"]
         out.append(f"SDP+LASRC: {_pt(sdp5)} at p=.5 and {_pt(sdp7)} at p=.7"
-                   + (f" (LASRC {_pt(rows['lasrc']['macro'])})." if has("lasrc") else "."))
+                   + (f" (LASRC {_pt(rows['lasrc']['macro'])})." if "lasrc" in rows else "."))
+    return out
+
+
+def _caveats(res: dict[str, Any]) -> list[str]:
+    rows, deploy, out = res["rows"], _deploy(res["rows"]), []
     if res["n_tasks"] < 10:
         out.append(f"With {res['n_tasks']} tasks the task-stratified bootstrap resamples very few values: its intervals "
                    "are coarse (and can exclude 0 while the query-level p does not); read them with the p-value.")
-    if has("zero-shot") and deploy:
+    if "zero-shot" in rows and deploy:
         tasks_none = [t for t in rows["zero-shot"]["per_task"]
                       if all(rows[r.key]["per_task"][t] <= rows["zero-shot"]["per_task"][t] for r in deploy)]
         if tasks_none:
@@ -442,129 +481,177 @@ def findings(res: dict[str, Any]) -> list[str]:
     return out
 
 
-def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, limit: int | None,
-           requested: list[str], source: str | None = None) -> str:
-    from .backbone import DEFAULT_BASE, resolve_base, same_base
+# the page's findings, in the order stated; each speaks only where every row it names is on the page
+FINDINGS = (_best_deployable, _lasrc_tests, _against_ilc, _scale_and_sdp, _caveats)
 
-    rows = res["rows"]
-    settings = (data.get("config") or RunConfig()).other  # the decoding settings the runs stored
-    embedded = bool(data.get("base_model")) and same_base(resolve_base(DEFAULT_BASE).canonical, data["base_model"])
-    finished = str(data.get("finished") or "")[:16].replace("T", " ")
-    L = ["# Results on record", "",
-         f"Rendered by `{command}` from the query records of runs finished by {finished} UTC; every number below "
-         "is computed from those records" + (f" ({source})." if source else "."), ""]
-    m = missing(data, command)
-    if m:  # said first, plainly: what is not on this page and the command that fills it in
-        L += ["> " + missing_text(m, len(requested)), ""]
-    L += ["## Setup", "",
-          f"- Backbone: `{data.get('base_model')}`" + (" (the embedded default, `smollm2-135m`)" if embedded else "")
-          + f", device `{settings.get('device')}`, {settings.get('dtype')}; greedy decoding, batch "
-          f"{settings.get('batch_size')}, {settings.get('prompt')} prompts.",
-          f"- Adapter pool: `{pool}`, {data.get('pool_desc')}"
-          + (" (the shipped pool: LoRAs trained by `scalectl pool train` on synthetic skills, none on BBH)."
-             if pool == "smollm2-skills" else "."),
-          f"- Tasks: {res['n_tasks']} BBH tasks (" + ", ".join(t.split('/')[-1] for t in data["tasks"]) + f"); "
-          f"requested {len(requested)}." + (f" Not complete yet: {', '.join(t.split('/')[-1] for t in data['partial_tasks'])}."
-                                            if data["partial_tasks"] else ""),
-          "- Queries: " + (f"the first {limit} queries of each task" if limit else "every query") +
-          f" after the support set, {res['n_queries']} in all. Support: 5 examples per task "
-          "(`examples[10:15]`), the only labels any method sees (except the oracle row).",
-          "- Protocol: method.md's defaults, each row as its peer's code computes it. LoRAHub: 20 adapters drawn at "
-          "random (seed 0, in draw order), one 40-step NGOpt search (LoRAHub's parametrization, loss and factor "
-          "rule). iLoRAComp and every row matched to it (iLoRAComp-linear, LMix, LASRC, the operator controls, "
-          "SDP+LASRC): one cluster per support example over its 20 local candidates (balanced view; index embedder "
-          f"`{data.get('embedder')}`), weights searched in two stages (30 + 10 steps, the factor rule), each "
-          "query routed to its most similar support example; only the merge differs. LoGo: the whole pool, "
-          "top 20 per query. SCALE: views retrieval, balanced, qa, each as iLoRAComp, then SDP .5 (seed 42) + "
-          "LASRC. Normalized exact match.",
-          "- Statistics: flips are incorrect-to-correct / correct-to-incorrect / unchanged; p is the two-sided "
-          "paired sign-flip permutation test (10,000 samples); CI is the task-stratified bootstrap 95% interval of "
-          "the macro difference (10,000 resamples), in points.", ""]
-    head = ["Method", "Operator", "Paths", "Avg EM", "vs iLC", "flips vs iLC", "p", "95% CI", "vs zero-shot",
-            "flips vs zero-shot", "p", "95% CI"]
 
-    def pair(s: dict[str, Any] | None) -> list[str]:  # delta, flips, p, CI; '-' where the baseline has not finished
-        if s is None:
-            return ["-"] * 4
-        return [_d(s["delta"]), f"{s['i2c']}/{s['c2i']}/{s['unchanged']}", _p(s["p"]), _ci(s)]
+def findings(res: dict[str, Any]) -> list[str]:
+    """Plain statements from the numbers: what beat what, with p and CI; where nothing beat the baseline.
 
-    def line(key: str) -> list[str]:
-        r, x = row(key), rows[key]
-        return [r.title, r.operator, f"{x['cost']['paths']:.0f}", _pt(x["macro"])] + pair(x["vs_ilc"]) + pair(x["vs_zero"])
+    On a partial page a statement is made only where every row it speaks of is on the page."""
+    return [s for f in FINDINGS for s in f(res)]
 
-    def table(keys, header: list[str], cells, against: tuple[str, ...]) -> list[str]:
+
+T1_KEYS = ("zero-shot", "lorahub", "ilc", "ilc-linear", "lmix-fr", "lmix-sr", "lasrc")
+T2_KEYS = ("ilc", "ilc-linear", "ties", "dare-ties", "dare-linear", "lasrc")
+T3_ROWS = {"ilc": (1, "-", "-"), "lasrc": (1, "-", "-"), "sdp+lasrc@0.5": (1, ".5", "-"),
+           "sdp+lasrc@0.7": (1, ".7", "-"), "scale-uniform": (3, ".5", "uniform"), "scale": (3, ".5", "support"),
+           "scale-oracle": (3, ".5", "test labels")}  # row -> (views, SDP rate, selection)
+PAIRED_HEAD = ["Method", "Operator", "Paths", "Avg EM", "vs iLC", "flips vs iLC", "p", "95% CI", "vs zero-shot",
+               "flips vs zero-shot", "p", "95% CI"]
+
+
+def _pair(s: dict[str, Any] | None) -> list[str]:
+    """delta, flips, p, CI; '-' where the baseline has not finished."""
+    if s is None:
+        return ["-"] * 4
+    return [_d(s["delta"]), f"{s['i2c']}/{s['c2i']}/{s['unchanged']}", _p(s["p"]), _ci(s)]
+
+
+class _Page:
+    """The page's sections, each a list of lines, in the order ``render`` joins them."""
+
+    def __init__(self, res: dict[str, Any], data: dict[str, Any], command: str, pool: str, limit: int | None,
+                 requested: list[str], source: str | None):
+        self.res, self.rows, self.data = res, res["rows"], data
+        self.command, self.pool, self.limit, self.requested, self.source = command, pool, limit, requested, source
+
+    def text(self) -> str:
+        L = self.opening() + self.setup()
+        L += ["## What happened", ""] + [f"- {s}" for s in findings(self.res)] + [""]
+        L += self.table_1() + self.table_2() + self.table_3()
+        L += ["## Table 4: every row, paired against iLoRAComp and zero-shot", ""]
+        L += self.table(ROW_KEYS, PAIRED_HEAD, self.paired_line, ("ilc", "zero-shot"))
+        L += geometry_section(self.rows) + self.cost_section() + self.per_task() + self.runs_and_reproduce()
+        return "\n".join(L)
+
+    def opening(self) -> list[str]:
+        finished = str(self.data.get("finished") or "")[:16].replace("T", " ")
+        L = ["# Results on record", "",
+             f"Rendered by `{self.command}` from the query records of runs finished by {finished} UTC; every number "
+             "below is computed from those records" + (f" ({self.source})." if self.source else "."), ""]
+        m = missing(self.data, self.command)
+        if m:  # said first, plainly: what is not on this page and the command that fills it in
+            L += ["> " + missing_text(m, len(self.requested)), ""]
+        return L
+
+    def setup(self) -> list[str]:
+        from .backbone import DEFAULT_BASE, resolve_base, same_base
+
+        data, res, limit, pool = self.data, self.res, self.limit, self.pool
+        settings = (data.get("config") or RunConfig()).other  # the decoding settings the runs stored
+        embedded = bool(data.get("base_model")) and same_base(resolve_base(DEFAULT_BASE).canonical, data["base_model"])
+        partial = data["partial_tasks"]
+        return ["## Setup", "",
+                f"- Backbone: `{data.get('base_model')}`" + (" (the embedded default, `smollm2-135m`)" if embedded else "")
+                + f", device `{settings.get('device')}`, {settings.get('dtype')}; greedy decoding, batch "
+                f"{settings.get('batch_size')}, {settings.get('prompt')} prompts.",
+                f"- Adapter pool: `{pool}`, {data.get('pool_desc')}"
+                + (" (the shipped pool: LoRAs trained by `scalectl pool train` on synthetic skills, none on BBH)."
+                   if pool == "smollm2-skills" else "."),
+                f"- Tasks: {res['n_tasks']} BBH tasks (" + ", ".join(t.split('/')[-1] for t in data["tasks"]) + f"); "
+                f"requested {len(self.requested)}."
+                + (f" Not complete yet: {', '.join(t.split('/')[-1] for t in partial)}." if partial else ""),
+                "- Queries: " + (f"the first {limit} queries of each task" if limit else "every query") +
+                f" after the support set, {res['n_queries']} in all. Support: 5 examples per task "
+                "(`examples[10:15]`), the only labels any method sees (except the oracle row).",
+                "- Protocol: method.md's defaults, each row as its peer's code computes it. LoRAHub: 20 adapters drawn "
+                "at random (seed 0, in draw order), one 40-step NGOpt search (LoRAHub's parametrization, loss and "
+                "factor rule). iLoRAComp and every row matched to it (iLoRAComp-linear, LMix, LASRC, the operator "
+                "controls, SDP+LASRC): one cluster per support example over its 20 local candidates (balanced view; "
+                f"index embedder `{data.get('embedder')}`), weights searched in two stages (30 + 10 steps, the factor "
+                "rule), each query routed to its most similar support example; only the merge differs. LoGo: the "
+                "whole pool, top 20 per query. SCALE: views retrieval, balanced, qa, each as iLoRAComp, then SDP .5 "
+                "(seed 42) + LASRC. Normalized exact match.",
+                "- Statistics: flips are incorrect-to-correct / correct-to-incorrect / unchanged; p is the two-sided "
+                "paired sign-flip permutation test (10,000 samples); CI is the task-stratified bootstrap 95% interval "
+                "of the macro difference (10,000 resamples), in points.", ""]
+
+    def table(self, keys, header: list[str], cells, against: tuple[str, ...]) -> list[str]:
         """The rows of ``keys`` on the page; a note for each baseline in ``against`` whose cells read '-'."""
-        keys = [k for k in keys if k in rows]
+        keys = [k for k in keys if k in self.rows]
         if not keys:
             return ["None of this table's rows has finished on these tasks yet.", ""]
         notes = [f"`-`: {row(b).title} (`{b}`) has no finished run on these tasks, so nothing is paired with it."
-                 for b in against if b not in rows]
+                 for b in against if b not in self.rows]
         return _table(header, [cells(k) for k in keys]) + [""] + ([*notes, ""] if notes else [])
 
-    L += ["## What happened", ""] + [f"- {s}" for s in findings(res)] + [""]
-    L += ["## Table 1: matched reuse", "",
-          "Retrieval, support set, weight search, decoding and scoring fixed; only the composition changes.", ""]
-    L += table(("zero-shot", "lorahub", "ilc", "ilc-linear", "lmix-fr", "lmix-sr", "lasrc"), head, line,
-               ("ilc", "zero-shot"))
-    L += ["## Table 2: merge-operator controls", "",
-          "ilc's retrieval, clusters and searched weights; each cluster merged with the operator's defaults "
-          "(TIES density .2; DARE drop .5, seed 42).", ""]
+    def paired_line(self, key: str) -> list[str]:
+        r, x = row(key), self.rows[key]
+        return [r.title, r.operator, f"{x['cost']['paths']:.0f}", _pt(x["macro"])] + _pair(x["vs_ilc"]) + _pair(x["vs_zero"])
 
-    def t2(k: str) -> list[str]:
-        r, x = row(k), rows[k]
-        vi = pair(x["vs_ilc"])
-        same = res["same_outputs_as_ilc"]
-        return [r.title, r.operator, _pt(x["macro"]), vi[0], pair(x["vs_lasrc"])[0], vi[1], vi[2],
-                f"{same[k]}/{res['n_queries']}" if k in same else "-"]
+    def table_1(self) -> list[str]:
+        return ["## Table 1: matched reuse", "",
+                "Retrieval, support set, weight search, decoding and scoring fixed; only the composition changes.",
+                ""] + self.table(T1_KEYS, PAIRED_HEAD, self.paired_line, ("ilc", "zero-shot"))
 
-    L += table(("ilc", "ilc-linear", "ties", "dare-ties", "dare-linear", "lasrc"),
-               ["Method", "Operator", "Avg EM", "vs iLC", "vs LASRC", "flips vs iLC", "p", "outputs = iLC"], t2,
-               ("ilc", "lasrc"))
-    L += ["## Table 3: sparsity and SCALE", "", "Cost is decoded prediction paths per query relative to one view.", ""]
-    t3_rows = {"ilc": (1, "-", "-"), "lasrc": (1, "-", "-"), "sdp+lasrc@0.5": (1, ".5", "-"),
-               "sdp+lasrc@0.7": (1, ".7", "-"), "scale-uniform": (3, ".5", "uniform"), "scale": (3, ".5", "support"),
-               "scale-oracle": (3, ".5", "test labels")}
+    def table_2(self) -> list[str]:
+        same, nq = self.res["same_outputs_as_ilc"], self.res["n_queries"]
 
-    def t3(k: str) -> list[str]:
-        x, (views, rate, sel) = rows[k], t3_rows[k]
-        vi = pair(x["vs_ilc"])
-        return [row(k).title, str(views), rate, sel, f"{x['cost']['paths']:.1f}x", _pt(x["macro"]),
-                pair(x["vs_lasrc"])[0], vi[1], vi[2], vi[3]]
+        def cells(k: str) -> list[str]:
+            r, x = row(k), self.rows[k]
+            vi = _pair(x["vs_ilc"])
+            return [r.title, r.operator, _pt(x["macro"]), vi[0], _pair(x["vs_lasrc"])[0], vi[1], vi[2],
+                    f"{same[k]}/{nq}" if k in same else "-"]
 
-    L += table(tuple(t3_rows), ["Method", "Views", "SDP", "Selection", "Cost", "Avg EM", "vs LASRC", "flips vs iLC",
-                                "p vs iLC", "95% CI vs iLC"], t3, ("lasrc", "ilc"))
-    L += ["## Table 4: every row, paired against iLoRAComp and zero-shot", ""]
-    L += table(ROW_KEYS, head, line, ("ilc", "zero-shot"))
-    L += geometry_section(rows)
-    L += ["## Path cost in seconds", "",
-          "Summed over the tasks. Search is the weight-search time as first measured, counted for every row that "
-          "needs it (ilc and its matched variants share searches through the search cache; a method run alone "
-          "would pay it; LMix-FR and LMix-SR need all of ilc's cluster searches; LoGo's is its one signal pass). "
-          "Compose and decode are each run's own. SCALE's derived rows (uniform, oracle) reuse "
-          "the SCALE run's decoding and report its cost.", ""]
-    nq = max(res["n_queries"], 1)
+        return ["## Table 2: merge-operator controls", "",
+                "ilc's retrieval, clusters and searched weights; each cluster merged with the operator's defaults "
+                "(TIES density .2; DARE drop .5, seed 42).", ""] + self.table(
+            T2_KEYS, ["Method", "Operator", "Avg EM", "vs iLC", "vs LASRC", "flips vs iLC", "p", "outputs = iLC"],
+            cells, ("ilc", "lasrc"))
 
-    def cost(k: str) -> list[str]:
-        c = rows[k]["cost"]
-        total = c["search"] + c["compose"] + c["decode"] + c["retrieval"]
-        return [row(k).title, f"{c['paths']:.0f}", f"{c['retrieval']:.1f}", f"{c['search']:.1f}", f"{c['compose']:.1f}",
-                f"{c['decode']:.1f}", f"{total:.1f}", f"{total / nq:.2f}", f"{c['rss_mb']:.0f}"]
+    def table_3(self) -> list[str]:
+        def cells(k: str) -> list[str]:
+            x, (views, rate, sel) = self.rows[k], T3_ROWS[k]
+            vi = _pair(x["vs_ilc"])
+            return [row(k).title, str(views), rate, sel, f"{x['cost']['paths']:.1f}x", _pt(x["macro"]),
+                    _pair(x["vs_lasrc"])[0], vi[1], vi[2], vi[3]]
 
-    L += table(ROW_KEYS, ["Method", "Paths", "Retrieval s", "Search s", "Compose s", "Decode s", "Total s", "s / query",
-                          "Peak RSS MB"], cost, ())
-    L += ["## Per-task accuracy (EM, %)", ""]
-    shown = [k for k in ROW_KEYS if k in rows]
-    tasks = list(rows[shown[0]]["per_task"])
-    L += _table(["Task"] + [row(k).title for k in shown],
-                [[t.split("/")[-1]] + [_pt(rows[k]["per_task"][t]) for k in shown] for t in tasks]) + [""]
-    L += ["## Runs", "", "Each (row, task) is one registry run labelled `results:ROW`; "
-          "`scalectl audit paired --baseline RUN` and `scalectl runs show RUN` open any of them.", ""]
-    L += [f"- {row(k).title}: " + ", ".join(f"`{i}`" for i in rows[k]["runs"]) for k in shown] + [""]
-    L += ["## Reproduce", "", "```", command, "```", "",
-          "Finished (row, task) runs are reused; missing ones are run first (add `--ray` to fan them out). "
-          "Weight searches are cached under `$SCALECTL_HOME/cache/search` by their full content "
-          "(`SCALECTL_SEARCH_CACHE=0` turns this off).", ""]
-    return "\n".join(L)
+        return ["## Table 3: sparsity and SCALE", "", "Cost is decoded prediction paths per query relative to one view.",
+                ""] + self.table(tuple(T3_ROWS), ["Method", "Views", "SDP", "Selection", "Cost", "Avg EM", "vs LASRC",
+                                                  "flips vs iLC", "p vs iLC", "95% CI vs iLC"], cells, ("lasrc", "ilc"))
+
+    def cost_section(self) -> list[str]:
+        nq = max(self.res["n_queries"], 1)
+
+        def cells(k: str) -> list[str]:
+            c = self.rows[k]["cost"]
+            total = c["search"] + c["compose"] + c["decode"] + c["retrieval"]
+            return [row(k).title, f"{c['paths']:.0f}", f"{c['retrieval']:.1f}", f"{c['search']:.1f}",
+                    f"{c['compose']:.1f}", f"{c['decode']:.1f}", f"{total:.1f}", f"{total / nq:.2f}", f"{c['rss_mb']:.0f}"]
+
+        return ["## Path cost in seconds", "",
+                "Summed over the tasks. Search is the weight-search time as first measured, counted for every row "
+                "that needs it (ilc and its matched variants share searches through the search cache; a method run "
+                "alone would pay it; LMix-FR and LMix-SR need all of ilc's cluster searches; LoGo's is its one signal "
+                "pass). Compose and decode are each run's own. SCALE's derived rows (uniform, oracle) reuse "
+                "the SCALE run's decoding and report its cost.", ""] + self.table(
+            ROW_KEYS, ["Method", "Paths", "Retrieval s", "Search s", "Compose s", "Decode s", "Total s", "s / query",
+                       "Peak RSS MB"], cells, ())
+
+    def shown(self) -> list[str]:
+        return [k for k in ROW_KEYS if k in self.rows]
+
+    def per_task(self) -> list[str]:
+        shown = self.shown()
+        tasks = list(self.rows[shown[0]]["per_task"])
+        return ["## Per-task accuracy (EM, %)", ""] + _table(
+            ["Task"] + [row(k).title for k in shown],
+            [[t.split("/")[-1]] + [_pt(self.rows[k]["per_task"][t]) for k in shown] for t in tasks]) + [""]
+
+    def runs_and_reproduce(self) -> list[str]:
+        return (["## Runs", "", "Each (row, task) is one registry run labelled `results:ROW`; "
+                 "`scalectl audit paired --baseline RUN` and `scalectl runs show RUN` open any of them.", ""]
+                + [f"- {row(k).title}: " + ", ".join(f"`{i}`" for i in self.rows[k]["runs"]) for k in self.shown()]
+                + ["", "## Reproduce", "", "```", self.command, "```", "",
+                   "Finished (row, task) runs are reused; missing ones are run first (add `--ray` to fan them out). "
+                   "Weight searches are cached under `$SCALECTL_HOME/cache/search` by their full content "
+                   "(`SCALECTL_SEARCH_CACHE=0` turns this off).", ""])
+
+
+def render(res: dict[str, Any], data: dict[str, Any], command: str, pool: str, limit: int | None,
+           requested: list[str], source: str | None = None) -> str:
+    return _Page(res, data, command, pool, limit, requested, source).text()
 
 
 def geometry_section(rows: dict[str, Any]) -> list[str]:

@@ -229,6 +229,129 @@ def command_line(cfg: TrainConfig, name: str | None, pool: str | None, out: str 
     return shlex.join(parts)
 
 
+@dataclass
+class _Target:
+    """What one training run writes and where: the skill, the adapter's name and directory, and the backbone."""
+    skill: Any  # a tasks.skills.Skill
+    name: str
+    out: Path
+    base_spec: Any  # a backbone.BaseSpec
+    base_id: str  # what PEFT records as base_model_name_or_path
+    reg: Any  # the registry when registering, else None
+
+
+def _target(cfg: TrainConfig, name: str | None, pool: str | None, out: str | Path | None, overwrite: bool,
+            register: bool, reg, bb, examples, description: str | None) -> _Target:
+    """Check everything that can be refused before the backbone is loaded."""
+    from .backbone import choose_base, resolve_base, same_base
+    from .registry import Registry, valid_name
+    from .tasks import skills
+
+    if examples is None:
+        skill = skills.get_skill(cfg.skill)
+    else:
+        if not examples[0] or not examples[1]:
+            raise EvalError("training needs at least one training and one held-out example")
+        skill = skills.Skill(name=cfg.skill, description=description or cfg.skill, answer_format="records",
+                             make=lambda rng: ("", ""))
+    name = name or skill.name
+    if not valid_name(name):
+        raise EvalError(f"invalid adapter name {name!r}: use letters, digits, '.', '_', '-', '+'")
+    out = Path(out).expanduser() if out else paths.home() / "adapters" / (pool or DEFAULT_POOL) / name
+    if out.exists() and not overwrite:
+        raise EvalError(f"{out} already exists; pass --overwrite to replace it")
+    pool_base = None
+    if register:
+        reg = reg or Registry()
+        prow = reg.pool(pool)
+        pool_base = prow["base_model"] if prow else None
+    # --base (or SCALECTL_BASE), else the pool's base, else the embedded default; resolved without loading
+    base_spec = bb.base if bb is not None else resolve_base(choose_base(cfg.base, pool_base))
+    base_id = base_spec.spec if base_spec.kind == "local" else base_spec.canonical
+    if register:
+        if pool_base and not same_base(pool_base, base_id):
+            raise EvalError(f"pool {pool!r} is on {pool_base!r} but the backbone is {base_spec.spec!r}; "
+                            "train into another --pool")
+        if any(r["name"] == name for r in reg.list(pool=pool)) and not overwrite:
+            raise EvalError(f"{pool}:{name} is already registered; pass --overwrite to retrain it")
+    return _Target(skill=skill, name=name, out=out, base_spec=base_spec, base_id=base_id, reg=reg if register else None)
+
+
+@dataclass
+class _Fit:
+    loss0: float  # held-out loss before training
+    curve: list[dict[str, float]]
+    best: tuple[float, int, dict[str, Any]]  # (held-out loss, step, LoRA state dict)
+    train_s: float
+
+
+def _fit(bb, pm, cfg: TrainConfig, enc_train, enc_held, rng: random.Random, prog: Progress, name: str) -> _Fit:
+    """AdamW with linear warm-up and cosine decay to 10%; the best held-out checkpoint kept."""
+    import torch
+    from peft import get_peft_model_state_dict
+
+    trainable = [p for p in pm.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.0)
+    warm = max(1, cfg.steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))))
+    pm.eval()
+    loss0 = heldout_loss(bb, pm, enc_held)
+    curve = [{"step": 0, "heldout_loss": round(loss0, 5)}]
+    best = (loss0, 0, {k: v.detach().clone() for k, v in get_peft_model_state_dict(pm).items()})
+    order: list[int] = []
+    prog.start("train", f"training {name}", cfg.steps)
+    t_train = time.perf_counter()
+    for step in range(1, cfg.steps + 1):
+        if len(order) < cfg.batch_size:
+            idx = list(range(len(enc_train)))
+            rng.shuffle(idx)
+            order += idx
+        take, order = order[:cfg.batch_size], order[cfg.batch_size:]
+        pm.train()
+        s, c = _token_loss(bb, pm, _batch(bb, [enc_train[i] for i in take]))
+        loss = s / max(c, 1)
+        if not torch.isfinite(loss):
+            raise EvalError(f"training loss became {loss.item()} at step {step}; lower --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        sched.step()
+        desc = f"training {name} loss {loss.item():.3f}"
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            pm.eval()
+            hl = heldout_loss(bb, pm, enc_held)
+            curve.append({"step": step, "train_loss": round(loss.item(), 5), "heldout_loss": round(hl, 5)})
+            if hl < best[0]:
+                best = (hl, step, {k: v.detach().clone() for k, v in get_peft_model_state_dict(pm).items()})
+            desc += f" held-out {hl:.3f} (best {best[0]:.3f} @ {best[1]})"
+        prog.advance("train", 1, description=desc)
+    prog.finish("train")
+    return _Fit(loss0=loss0, curve=curve, best=best, train_s=time.perf_counter() - t_train)
+
+
+def _sidecar(cfg: TrainConfig, tgt: _Target, fit: _Fit, targets: list[str], train_ex, held_ex, em: tuple[float, float],
+             seconds: float, device: str, command: str, generated: bool) -> dict[str, Any]:
+    """scalectl.json: the description, example records and the full training provenance."""
+    skill = tgt.skill
+    provenance = {
+        "trained_by": "scalectl pool train", "command": command,
+        "skill": skill.name, "seed": cfg.seed, "steps": cfg.steps, "config": {**asdict(cfg), "targets": targets},
+        "train_examples": len(train_ex), "heldout_examples": len(held_ex), "best_step": fit.best[1],
+        "heldout_loss_base": round(fit.loss0, 5), "heldout_loss_best": round(fit.best[0], 5),
+        "heldout_em_base": em[0], "heldout_em_best": em[1], "curve": fit.curve,
+        "seconds": round(seconds, 2), "train_seconds": round(fit.train_s, 2), "device": device,
+        "base_model": tgt.base_id,
+    }
+    return {
+        "name": tgt.name, "description": skill.description, "source_task": f"skill/{skill.name}",
+        "tags": ["skill", "scalectl-trained", skill.answer_format, *(skill.family_tags(cfg.seed) if generated else [])],
+        "examples": [{"input": e["input"], "output": e["target"]} for e in train_ex[:10]],
+        "provenance": provenance,
+    }
+
+
 def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None = DEFAULT_POOL, out: str | Path | None = None,
                 overwrite: bool = False, register: bool = True, reg=None, bb=None, device: str | None = None,
                 progress: Progress | None = None, out_label: str | None = None,
@@ -240,54 +363,27 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
     (``cfg.skill`` is then only a label, ``description`` its one-line description and ``command``
     the command that reproduces the run); the two-hop probe uses this for its fact sets."""
     import torch
-    from peft import LoraConfig, TaskType, get_peft_model_state_dict
+    from peft import LoraConfig, TaskType, set_peft_model_state_dict
     from safetensors.torch import save_file
 
-    from .backbone import choose_base, load_backbone, resolve_base, same_base
+    from .backbone import load_backbone
     from .fsutil import atomic_dir
-    from .registry import Registry, valid_name
     from .tasks import skills
 
     prog = ensure(progress)
     cfg.check()
-    if examples is None:
-        skill = skills.get_skill(cfg.skill)
-    else:
-        if not examples[0] or not examples[1]:
-            raise EvalError("training needs at least one training and one held-out example")
-        skill = skills.Skill(name=cfg.skill, description=description or cfg.skill, answer_format="records",
-                             make=lambda rng: ("", ""))
-    name = name or skill.name
-    if not valid_name(name):
-        raise EvalError(f"invalid adapter name {name!r}: use letters, digits, '.', '_', '-', '+'")
+    tgt = _target(cfg, name, pool, out, overwrite, register, reg, bb, examples, description)
     cfg.alpha = float(cfg.alpha if cfg.alpha is not None else 2 * cfg.rank)
-    out = Path(out).expanduser() if out else paths.home() / "adapters" / (pool or DEFAULT_POOL) / name
-    if out.exists() and not overwrite:
-        raise EvalError(f"{out} already exists; pass --overwrite to replace it")
-    pool_base = None
-    if register:
-        reg = reg or Registry()
-        prow = reg.pool(pool)
-        pool_base = prow["base_model"] if prow else None
-    # --base (or SCALECTL_BASE), else the pool's base, else the embedded default; resolved without loading
-    base_spec = bb.base if bb is not None else resolve_base(choose_base(cfg.base, pool_base))
-    base_id = base_spec.spec if base_spec.kind == "local" else base_spec.canonical  # what PEFT records
-    if register:
-        if pool_base and not same_base(pool_base, base_id):
-            raise EvalError(f"pool {pool!r} is on {pool_base!r} but the backbone is {base_spec.spec!r}; "
-                            "train into another --pool")
-        if any(r["name"] == name for r in reg.list(pool=pool)) and not overwrite:
-            raise EvalError(f"{pool}:{name} is already registered; pass --overwrite to retrain it")
-
+    name, out, reg = tgt.name, tgt.out, tgt.reg
     n_train = cfg.train_examples or min(cfg.steps * cfg.batch_size, 1024)
     if examples is None:
-        train_ex, held_ex = skills.split(skill.name, n_train, cfg.heldout, seed=cfg.seed)
+        train_ex, held_ex = skills.split(tgt.skill.name, n_train, cfg.heldout, seed=cfg.seed)
     else:
         train_ex, held_ex = list(examples[0]), list(examples[1])
 
     if bb is None:
         prog.log("loading the base model")
-        bb = load_backbone(base_spec.spec, device=device)
+        bb = load_backbone(tgt.base_spec.spec, device=device)
     model = bb.model
     targets = cfg.targets or _default_targets(model)
     for p in model.parameters():
@@ -303,80 +399,24 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
                       task_type=task_type)
     pm = peft_model(model, lcfg)
     try:
-        trainable = [p for p in pm.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.0)
-        warm = max(1, cfg.steps // 10)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))))
-        enc_train = encode_examples(bb, train_ex, cfg.max_len)
-        enc_held = encode_examples(bb, held_ex, cfg.max_len)
+        fit = _fit(bb, pm, cfg, encode_examples(bb, train_ex, cfg.max_len), encode_examples(bb, held_ex, cfg.max_len),
+                   rng, prog, name)
+        set_peft_model_state_dict(pm, fit.best[2])  # restore the best checkpoint and measure it
         pm.eval()
-        loss0 = heldout_loss(bb, pm, enc_held)
-        curve = [{"step": 0, "heldout_loss": round(loss0, 5)}]
-        best = (loss0, 0, {k: v.detach().clone() for k, v in get_peft_model_state_dict(pm).items()})
-        order: list[int] = []
-        prog.start("train", f"training {name}", cfg.steps)
-        t_train = time.perf_counter()
-        for step in range(1, cfg.steps + 1):
-            if len(order) < cfg.batch_size:
-                idx = list(range(len(enc_train)))
-                rng.shuffle(idx)
-                order += idx
-            take, order = order[:cfg.batch_size], order[cfg.batch_size:]
-            pm.train()
-            s, c = _token_loss(bb, pm, _batch(bb, [enc_train[i] for i in take]))
-            loss = s / max(c, 1)
-            if not torch.isfinite(loss):
-                raise EvalError(f"training loss became {loss.item()} at step {step}; lower --lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            opt.step()
-            sched.step()
-            desc = f"training {name} loss {loss.item():.3f}"
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                pm.eval()
-                hl = heldout_loss(bb, pm, enc_held)
-                curve.append({"step": step, "train_loss": round(loss.item(), 5), "heldout_loss": round(hl, 5)})
-                if hl < best[0]:
-                    best = (hl, step, {k: v.detach().clone() for k, v in get_peft_model_state_dict(pm).items()})
-                desc += f" held-out {hl:.3f} (best {best[0]:.3f} @ {best[1]})"
-            prog.advance("train", 1, description=desc)
-        prog.finish("train")
-        train_s = time.perf_counter() - t_train
-        # restore the best checkpoint and measure it
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(pm, best[2])
-        pm.eval()
-        prog.log(f"{name}: held-out exact match of the best checkpoint (step {best[1]})")
+        prog.log(f"{name}: held-out exact match of the best checkpoint (step {fit.best[1]})")
         em_best = heldout_em(bb, held_ex)
         seconds = time.perf_counter() - t_start
         dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[cfg.dtype]
-        tensors = {k: v.to(dtype).contiguous().cpu() for k, v in best[2].items()}
-        provenance = {
-            "trained_by": "scalectl pool train",
-            "command": command or command_line(cfg, name if name != skill.name else None, pool, out_label),
-            "skill": skill.name, "seed": cfg.seed, "steps": cfg.steps, "config": {**asdict(cfg), "targets": targets},
-            "train_examples": len(train_ex), "heldout_examples": len(held_ex), "best_step": best[1],
-            "heldout_loss_base": round(loss0, 5), "heldout_loss_best": round(best[0], 5),
-            "heldout_em_base": em_base, "heldout_em_best": em_best, "curve": curve,
-            "seconds": round(seconds, 2), "train_seconds": round(train_s, 2), "device": bb.device,
-            "base_model": base_id,
-        }
-        sidecar = {
-            "name": name, "description": skill.description, "source_task": f"skill/{skill.name}",
-            "tags": ["skill", "scalectl-trained", skill.answer_format,
-                     *(skill.family_tags(cfg.seed) if examples is None else [])],
-            "examples": [{"input": e["input"], "output": e["target"]} for e in train_ex[:10]],
-            "provenance": provenance,
-        }
-        res = TrainResult(name=name, pool=pool if register else None, path=str(out), skill=skill.name,
-                          steps=cfg.steps, best_step=best[1], heldout_loss_base=loss0, heldout_loss_best=best[0],
+        tensors = {k: v.to(dtype).contiguous().cpu() for k, v in fit.best[2].items()}
+        sidecar = _sidecar(cfg, tgt, fit, targets, train_ex, held_ex, (em_base, em_best), seconds, bb.device,
+                           command or command_line(cfg, name if name != tgt.skill.name else None, pool, out_label),
+                           generated=examples is None)
+        res = TrainResult(name=name, pool=pool if register else None, path=str(out), skill=tgt.skill.name,
+                          steps=cfg.steps, best_step=fit.best[1], heldout_loss_base=fit.loss0, heldout_loss_best=fit.best[0],
                           heldout_em_base=em_base, heldout_em_best=em_best, seconds=round(seconds, 2),
-                          seconds_per_step=round(train_s / cfg.steps, 3), device=bb.device, curve=curve)
+                          seconds_per_step=round(fit.train_s / cfg.steps, 3), device=bb.device, curve=fit.curve)
         lcfg_out = pm.peft_config["default"]
-        lcfg_out.base_model_name_or_path = base_id
+        lcfg_out.base_model_name_or_path = tgt.base_id
         lcfg_out.inference_mode = True  # as PeftModel.save_pretrained writes it
         # registered under the output's lock: the old row goes before its files change, the new one right after
         # they are in place (a failure there removes them again), so no row ever describes other files

@@ -89,6 +89,16 @@ def test_task_bootstrap_matches_scipy():
     assert lo < diffs.mean() < hi
 
 
+@pytest.mark.parametrize("kw, says", [({"resample": "bogus"}, "resample must be one of tasks, queries, got 'bogus'"),
+                                      ({"n_samples": 0}, "n_samples must be at least 1, got 0"),
+                                      ({"level": 1.0}, "level must be in (0, 1), got 1.0")])
+def test_bootstrap_ci_refuses_bad_requests_naming_the_argument(kw, says):
+    c, t = np.array([1.0, 0.0]), np.array(["bbh/a", "bbh/a"])
+    with pytest.raises(ValueError) as e:
+        bootstrap_ci(c, c, t, **kw)
+    assert str(e.value) == says
+
+
 def test_bootstrap_ci_over_queries_matches_scipy():
     # query level: 12 tasks of 40 queries; resampling tasks = the bootstrap of the per-task differences
     rng = np.random.default_rng(3)
