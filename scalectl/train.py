@@ -418,6 +418,8 @@ def train_skill(cfg: TrainConfig, *, name: str | None = None, pool: str | None =
         lcfg_out = pm.peft_config["default"]
         lcfg_out.base_model_name_or_path = tgt.base_id
         lcfg_out.inference_mode = True  # as PeftModel.save_pretrained writes it
+        if isinstance(lcfg_out.target_modules, (set, frozenset)):  # PEFT keeps a set: its order varies by process
+            lcfg_out.target_modules = sorted(lcfg_out.target_modules)  # so a retrain writes the same config bytes
         # registered under the output's lock: the old row goes before its files change, the new one right after
         # they are in place (a failure there removes them again), so no row ever describes other files
         hooks = {"before_replace": lambda: reg.forget_output(pool, name, out),

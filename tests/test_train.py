@@ -42,7 +42,7 @@ def test_train_writes_loadable_peft_dir_and_registers(tmp_path, llama_base):
     assert res.best_step == best["step"] and res.heldout_loss_best == pytest.approx(best["heldout_loss"], abs=1e-4)
     # a PEFT directory, bf16, rank 4 on q and v
     cfg = json.loads((tmp_path / "bool" / "adapter_config.json").read_text())
-    assert cfg["r"] == 4 and cfg["lora_alpha"] == 8 and sorted(cfg["target_modules"]) == ["q_proj", "v_proj"]
+    assert cfg["r"] == 4 and cfg["lora_alpha"] == 8 and cfg["target_modules"] == ["q_proj", "v_proj"]  # sorted in any process
     sd = load_file(str(tmp_path / "bool" / "adapter_model.safetensors"))
     assert sd and all(v.dtype == torch.bfloat16 for v in sd.values())
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(llama_base)), str(tmp_path / "bool"))
