@@ -366,6 +366,38 @@ def test_an_interrupted_overwrite_leaves_no_row_without_files(home, tmp_path, ll
     assert runner.invoke(app, ok).exit_code == 0 and _consistent(home, "P")
 
 
+
+def test_an_interrupt_python_wrapped_is_the_same_one_line(home, tmp_path, llama_adapters, monkeypatch):
+    """Ctrl-C landing in a class body's ``__set_name__`` (torch imports lazily, inside a command) reaches scalectl
+    as a RuntimeError caused by the KeyboardInterrupt (Python 3.11): still one line, exit 130; an error that no
+    interrupt caused still propagates as itself."""
+    import scalectl.registry as registry
+
+    class Hook:
+        def __set_name__(self, owner, name):
+            raise KeyboardInterrupt
+
+    def wrapped(*a, **k):
+        try:
+            type("Late", (), {"hook": Hook()})  # what an import creating a class does
+        except KeyboardInterrupt as e:  # Python >= 3.12 lets it through unwrapped: wrap it as 3.11 does
+            raise RuntimeError("Error calling __set_name__") from e
+
+    def plain(*a, **k):
+        raise RuntimeError("not an interrupt")
+
+    ok = ["compose", "--adapters", _pool_of_two(llama_adapters), "--pool", "P", "--out", str(tmp_path / "mine")]
+    with monkeypatch.context() as m:
+        m.setattr(registry.Registry, "add_sources", wrapped)
+        r = runner.invoke(app, ok)
+    assert r.exit_code == 130 and r.stderr == "error: interrupted; nothing was left half-written\n", r.stderr
+    assert not (tmp_path / "mine").exists()
+    with monkeypatch.context() as m:
+        m.setattr(registry.Registry, "add_sources", plain)
+        r = runner.invoke(app, ok)
+    assert isinstance(r.exception, RuntimeError) and str(r.exception) == "not an interrupt"
+
+
 # ---------------------------------------------------------------- killed eval
 
 
@@ -575,13 +607,15 @@ def test_pool_add_racing_pool_verify(home, tmp_path, llama_adapters):
         assert len(rows) == (30 if add.returncode == 0 else 0)
 
 
-def test_ctrl_c_while_the_cli_imports_is_one_line():
-    """Ctrl-C before any command started (Python still importing typer, rich and the CLI): one line, exit 130."""
+@pytest.mark.parametrize("stop", ["KeyboardInterrupt", "RuntimeError('wrapped') from KeyboardInterrupt()"])
+def test_ctrl_c_while_the_cli_imports_is_one_line(stop):
+    """Ctrl-C before any command started (Python still importing typer, rich and the CLI): one line, exit 130,
+    also when Python wrapped it (a RuntimeError caused by it, as from a class body's ``__set_name__``)."""
     code = ("import sys\n"
             "class Stop:\n"
             "    def find_spec(self, name, path=None, target=None):\n"
             "        if name == 'scalectl.cli':\n"
-            "            raise KeyboardInterrupt\n"
+            f"            raise {stop}\n"
             "sys.meta_path.insert(0, Stop())\n"
             "sys.argv = ['scalectl', 'pool', 'list']\n"
             "from scalectl.entry import main\n"

@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from .. import __version__
-from ..entry import INTERRUPTED
+from ..entry import INTERRUPTED, from_interrupt
 from ..errors import ScalectlError
 
 OPTIONAL_VALUE = {"--ray": "local"}  # options whose value may be left out: ``--ray`` alone means ``--ray local``
@@ -95,6 +95,15 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             from .. import report
 
+            report.error(INTERRUPTED)
+            raise typer.Exit(130) from None
+        except Exception as e:
+            if not from_interrupt(e):
+                raise
+            from .. import report
+
+            # Ctrl-C landing inside an import machinery hook: Python 3.11 wraps it ("Error calling __set_name__
+            # ... RuntimeError", caused by the KeyboardInterrupt), yet it is the same Ctrl-C
             report.error(INTERRUPTED)
             raise typer.Exit(130) from None
 
