@@ -1,6 +1,7 @@
 """Composition speed and memory against references measured in the same run.
 
     python benchmarks/compose.py [--shapes t5-large,llama-8b] [--ks 5,20,40] [--skip-peft] [--methods a,b]
+                                 [--repeat N]
 
 Shapes: FLAN-T5-large LoRAHub adapters (rank 16, q and v, d_model 1024, 24 encoder blocks
 with self-attention, 24 decoder blocks with self- and cross-attention) and a Llama-3-8B-like
@@ -12,8 +13,9 @@ the dense linear update) and ``ties_svd`` on a PEFT model whose adapted modules 
 shapes. The rank-16 rows and PEFT ``svd`` print their largest relative Frobenius error over modules (against
 the exact LASRC update, and the exact linear update; ``linear-r16`` and ``peft-svd`` approximate the same
 matrix, so Eckart-Young says their errors agree). Each row runs in its own process so its peak
-memory (VmHWM above the RSS after set-up) is its own. Ratios are to scalectl lasrc in the same
-run. Rows that cannot run in reasonable time or memory on this machine say so.
+memory (VmHWM above the RSS after set-up) is its own; ``--repeat N`` runs each row's process N times and
+reports the median seconds (single runs on a shared 2-core machine vary by 1.5x). Ratios are to scalectl
+lasrc in the same run. Rows that cannot run in reasonable time or memory on this machine say so.
 """
 
 from __future__ import annotations
@@ -196,6 +198,7 @@ def main() -> None:
     ap.add_argument("--skip-peft", action="store_true")
     ap.add_argument("--methods", default=None, help="comma list of rows to run (default: all; lasrc is always run, "
                     "the reference of the ratios)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per row; the median seconds is reported")
     ap.add_argument("--one", nargs=3, metavar=("SHAPE", "K", "METHOD"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
@@ -221,15 +224,14 @@ def main() -> None:
                 if skip:
                     res[meth] = {"skipped": skip}
                     continue
-                p = subprocess.run([sys.executable, __file__, "--one", shape, str(k), meth], capture_output=True, text=True)
-                res[meth] = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {
-                    "skipped": f"failed: {(p.stderr.strip().splitlines() or ['?'])[-1][:80]}"}
+                res[meth] = _median_run(shape, k, meth, max(1, a.repeat))
                 print(f"{shape} K={k} {meth}: {res[meth]}", file=sys.stderr, flush=True)
             ref = res["lasrc"].get("seconds")
             for meth in methods:
                 r = res[meth]
                 rows.append((shape, k, meth, r, ref))
-    t = Table(title="compose benchmark (this machine, one run each; ratio = seconds / scalectl lasrc seconds)")
+    runs = "one run each" if a.repeat <= 1 else f"median of {a.repeat} runs each"
+    t = Table(title=f"compose benchmark (this machine, {runs}; ratio = seconds / scalectl lasrc seconds)")
     for h in ("shape", "K", "method", "seconds", "peak MiB", "adapters MiB", "peak / adapters", "ratio to lasrc",
               "rank-16 rel. error"):
         t.add_column(h)
@@ -242,6 +244,18 @@ def main() -> None:
                   f"{r['adapters_bytes'] / 2**20:.0f}", "-" if pk is None else f"{pk / r['adapters_bytes']:.2f}",
                   f"{r['seconds'] / ref:.1f}x" if ref else "-", f"{r['rel_error']:.4f}" if "rel_error" in r else "-")
     Console(width=200).print(t)
+
+
+def _median_run(shape: str, k: int, meth: str, repeat: int) -> dict:
+    """The row run ``repeat`` times, each in its own process: the run of median seconds (its peak and error)."""
+    runs = []
+    for _ in range(repeat):
+        p = subprocess.run([sys.executable, __file__, "--one", shape, str(k), meth], capture_output=True, text=True)
+        if p.returncode != 0:
+            return {"skipped": f"failed: {(p.stderr.strip().splitlines() or ['?'])[-1][:80]}"}
+        runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    runs.sort(key=lambda r: r["seconds"])
+    return {**runs[len(runs) // 2], "all_seconds": [round(r["seconds"], 3) for r in runs]}
 
 
 def _skip_reason(shape: str, k: int, meth: str) -> str | None:

@@ -86,7 +86,6 @@ def parse_weights(text: str | None, k: int) -> list[float] | None:
 def load_inputs(reg, names: list[str], pool: str | None = None, allow_partial: bool = False,
                 allow_pickle: bool = False) -> ComposeInputs:
     """Load and check the adapters to compose: same base, same modules (or their common part), finite factors."""
-    import torch
 
     if not names:
         raise MergeError("no adapters given: pass --adapters a,b,c")
@@ -101,7 +100,7 @@ def load_inputs(reg, names: list[str], pool: str | None = None, allow_partial: b
         f = reg.load_factors(row["name"], row["pool"], allow_pickle=allow_pickle)
         for m in f.modules:
             for which, t in (("A", f.A[m]), ("B", f.B[m])):
-                if not torch.isfinite(t).all():
+                if not _finite(t):
                     raise MergeError(f"{row['name']}: module {m} has NaN or inf in lora_{which}")
         rows.append(row)
         factors.append(f)
@@ -183,13 +182,22 @@ def compose_inputs(inp: ComposeInputs, weights: list[float] | None, spec: Merger
     comp.seconds = time.perf_counter() - t0
     for m in inp.modules:  # nothing non-finite leaves: weights like 1e300 overflow the product
         parts = [comp.dense[m]] if comp.dense else [comp.A[m], comp.B[m]]
-        if not all(bool(torch.isfinite(x).all()) for x in parts):
+        if not all(_finite(x) for x in parts):
             raise MergeError(f"{spec.name} gives NaN or infinite values in module {m} (weights {w_list}): "
                              "nothing was written")
     if all(float(comp.delta(m).abs().max()) == 0 for m in inp.modules):
         raise MergeError(f"{spec.name} produced an all-zero update (check the weights and the inputs)")
     return comp
 
+
+
+def _finite(t: "torch.Tensor") -> bool:
+    """Whether every value of ``t`` is finite. A NaN or an infinity makes the sum non-finite, so a finite sum
+    settles it in one reduction; only a non-finite sum (that, or finite values whose sum overflows) takes the
+    elementwise check."""
+    import torch
+
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 def _factor_block(comp: Composition, block: str, mods: list[str], w: "torch.Tensor") -> None:
     from .merge.factor import lorahub_factors, weighted_concat
@@ -208,13 +216,13 @@ def _factor_block(comp: Composition, block: str, mods: list[str], w: "torch.Tens
         stacked = {}
         for m in mods:  # stack once: the Gram and the output share A' = [A1; ...; AK] and [s1 B1 | ... | sK BK]
             a, b = weighted_concat(A(m), B(m), S(m), torch.ones(k))  # (R, d_in), (d_out, R)
-            owner = torch.cat([torch.full((x.shape[0],), n) for n, x in enumerate(A(m))])  # (R,)
+            owner = torch.repeat_interleave(torch.arange(k), torch.tensor([x.shape[0] for x in A(m)]))  # (R,)
             G += module_gram(a, b, owner, k)
             stacked[m] = (a, b, owner)
         st = lasrc_gram((G + G.T) / 2, w, _lasrc_config(spec.params))
         gamma = st.gamma.to(torch.float32)
-        for m, (a, b, owner) in stacked.items():
-            comp.A[m], comp.B[m] = a, b * gamma[owner]  # (d_out, R): per-block coefficients folded into B
+        for m, (a, b, owner) in stacked.items():  # b is weighted_concat's own copy: scaled in place
+            comp.A[m], comp.B[m] = a, b.mul_(gamma[owner])  # (d_out, R): per-block coefficients folded into B
         comp.blocks.append(_lasrc_row(block, st))
         return
     for m in mods:

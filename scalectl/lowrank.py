@@ -111,8 +111,65 @@ class Spectrum:
         A = vh if self.right is None else vh @ self.right
         return A.contiguous(), B.contiguous()
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(d_out, d_in) of the update."""
+        return (self.U.shape[0] if self.left is None else self.left.shape[0],
+                self.Vh.shape[-1] if self.right is None else self.right.shape[-1])
 
-def factor_spectrum(B: "torch.Tensor", A: "torch.Tensor") -> Spectrum:
+
+@dataclass
+class GramSpectrum:
+    """One module's SVD from its R x R Gram matrices, float64: ``A A.T = L L.T`` (Cholesky) and
+    ``L.T (B.T B) L = W diag(S^2) W.T`` (eigendecomposition). Then ``L^-1 A`` has orthonormal rows and
+    ``B @ A = (B L W) (L^-T W).T A`` is the SVD, so the top k are ``B_k = B (L W)[:, :k]`` (``U_k S_k``) and
+    ``A_k = (L^-T W)[:, :k].T A`` (``V_k.T``); only those k directions are ever multiplied out."""
+
+    S: "torch.Tensor"
+    B: "torch.Tensor"  # (d_out, R) float64
+    A: "torch.Tensor"  # (R, d_in) float64
+    L: "torch.Tensor"  # (R, R) lower triangular
+    W: "torch.Tensor"  # (R, R) eigenvectors, columns in the order of S
+
+    def top(self, k: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(A (k, d_in), B (d_out, k)) of the top k triplets, the singular values folded into ``B``; float32."""
+        import torch
+
+        W = self.W[:, :k]
+        a_mix = torch.linalg.solve_triangular(self.L.T, W, upper=True)  # (R, k) L^-T W_k
+        return ((a_mix.T @ self.A).to(torch.float32).contiguous(),
+                (self.B @ (self.L @ W)).to(torch.float32).contiguous())
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.B.shape[0], self.A.shape[1]
+
+
+# Cholesky's smallest pivot against its largest, below which the QR route is taken: the Gram route's loss of
+# orthogonality grows as float64 round-off times cond(A)^2, so at this ratio (cond(A) about 1e4) it stays near
+# 1e-8, under the float32 the result is written in.
+GRAM_PIVOT_RATIO = 1e-4
+
+
+def factor_spectrum(B: "torch.Tensor", A: "torch.Tensor") -> "Spectrum | GramSpectrum":
+    """The SVD of ``B @ A`` from the factors: from their R x R Grams (:class:`GramSpectrum`, about half the time
+    of QR) when ``A``'s rows are well-conditioned; else thin QR of each and the SVD of the (R x R) core (rank
+    deficient ``A``, such as R > d_in or one adapter twice)."""
+    import torch
+
+    if A.shape[0] > 0:
+        a, b = A.to(torch.float64), B.to(torch.float64)
+        L, info = torch.linalg.cholesky_ex(a @ a.T)  # (R, R)
+        d = L.diagonal()
+        if int(info) == 0 and float(d.min()) > GRAM_PIVOT_RATIO * float(d.max()):
+            X = L.T @ (b.T @ b) @ L  # (R, R): the Gram of B L
+            lam, W = torch.linalg.eigh((X + X.T) / 2)  # ascending
+            lam, W = lam.flip(0), W.flip(1)
+            return GramSpectrum(lam.clamp(min=0).sqrt(), b, a, L, W)
+    return qr_spectrum(B, A)
+
+
+def qr_spectrum(B: "torch.Tensor", A: "torch.Tensor") -> Spectrum:
     """The SVD of ``B @ A`` from the factors: thin QR of each, SVD of the (R x R) core."""
     import torch
 
@@ -129,9 +186,14 @@ def dense_spectrum(delta: "torch.Tensor") -> Spectrum:
 
 
 def factor_svd(B: "torch.Tensor", A: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
-    """``U, S, Vh`` with ``B @ A = U diag(S) Vh`` from the factors (thin QR of each, SVD of the core)."""
+    """``U, S, Vh`` (float32) with ``B @ A = U diag(S) Vh`` from the factors (:func:`factor_spectrum`)."""
+    import torch
+
     sp = factor_spectrum(B, A)
-    return sp.left @ sp.U, sp.S, sp.Vh @ sp.right
+    k = sp.S.numel()
+    A_k, B_k = sp.top(k)
+    S = sp.S.to(torch.float32)
+    return B_k / torch.where(S > 0, S, 1.0), S, A_k
 
 
 def numerical_rank(S: "torch.Tensor") -> int:
@@ -175,8 +237,7 @@ def truncate(sp: Spectrum, spec: LowRankSpec) -> tuple["torch.Tensor", "torch.Te
 
     k, err = choose_rank(sp.S, spec)
     if sp.S.numel() == 0:  # an empty module: one zero direction
-        d_in = sp.Vh.shape[-1] if sp.right is None else sp.right.shape[-1]
-        d_out = sp.U.shape[0] if sp.left is None else sp.left.shape[0]
+        d_out, d_in = sp.shape
         return (torch.zeros(1, d_in), torch.zeros(d_out, 1), 1, 0.0)
     A, B = sp.top(k)
     return A, B, k, err

@@ -70,6 +70,32 @@ def test_factor_svd_is_the_svd_of_the_product(shape):
         assert err == pytest.approx(eckart_young, rel=1e-3, abs=1e-5)
 
 
+
+@pytest.mark.parametrize("spread, route", [(1.0, "GramSpectrum"), (1e-3, "GramSpectrum"), (1e-6, "Spectrum"),
+                                           (0.0, "Spectrum")])
+def test_the_gram_route_and_its_qr_fallback_agree_with_the_dense_svd(spread, route):
+    """Well-conditioned A takes the Gram route (Cholesky of A A.T, eigh of the R x R core); rows spread over
+    a wide range of scales (cond(A) ~ 1/spread) or a repeated row (spread 0: A A.T singular) take thin QR.
+    Either way the top singular values and the rank-k approximation are the float64 dense SVD's."""
+    from scalectl.lowrank import factor_spectrum
+
+    g = torch.Generator().manual_seed(5)
+    B, A = torch.randn(60, 16, generator=g), torch.randn(16, 48, generator=g)
+    if spread:
+        A = A * torch.logspace(0, torch.log10(torch.tensor(spread)), 16).unsqueeze(1)
+    else:
+        A[7] = A[3]  # one adapter's direction twice
+    sp = factor_spectrum(B, A)
+    assert type(sp).__name__ == route
+    D = (B.double() @ A.double())
+    want = torch.linalg.svdvals(D)
+    torch.testing.assert_close(sp.S[:6].double(), want[:6], rtol=1e-5, atol=1e-6 * float(want[0]))
+    for k in (1, 4):
+        Ak, Bk = sp.top(k)
+        err = float(torch.linalg.norm(D - Bk.double() @ Ak.double()) / torch.linalg.norm(D))
+        assert err == pytest.approx(float(want[k:].pow(2).sum().sqrt() / want.pow(2).sum().sqrt()), rel=1e-5)
+
+
 def test_modules_side_by_side_give_what_one_thread_gives():
     g = torch.Generator().manual_seed(2)
     factors = {f"m{i}": (torch.randn(30, 12, generator=g), torch.randn(12, 20, generator=g)) for i in range(5)}
