@@ -2,14 +2,17 @@
 
 A factor composition's update is ``B @ A`` with ``B`` (d_out, R) and ``A`` (R, d_in), R the sum of the
 inputs' ranks (linear, LASRC, PEFT ``cat``) or one rank (LoRAHub's factor rule). Its SVD comes from the factors
-alone: thin QR of ``B`` and of ``A.T`` (``B = Qb Rb``, ``A.T = Qa Ra``), then the SVD of the small core
-``Rb Ra.T = U S V.T`` (R x R), so ``B A = (Qb U) S (Qa V).T``; no d_out x d_in matrix is formed. Keeping the
+alone, no d_out x d_in matrix formed. When ``A``'s rows are well-conditioned, from the R x R Grams in float64
+(:class:`GramSpectrum`: Cholesky ``A A.T = L L.T``, then the eigendecomposition of ``L.T (B.T B) L``); else
+(``A`` rank deficient or nearly so) thin QR of ``B`` and of ``A.T`` (``B = Qb Rb``, ``A.T = Qa Ra``) and the SVD
+of the small core ``Rb Ra.T = U S V.T`` (R x R), so ``B A = (Qb U) S (Qa V).T``. Keeping the
 top k singular triplets is the best rank-k approximation in Frobenius norm, and the relative error is
 ``sqrt(sum S[k:]^2 / sum S^2)``. A dense update (TIES, DARE) takes the SVD of the matrix itself.
 
 The rank is per module: ``rank`` caps it; ``max_error`` picks the smallest rank whose relative error is at most
 that (under the cap); a module's rank never exceeds its numerical rank (the count of singular values above
-float32 round-off of the largest one). Inputs of any float dtype are computed in float32.
+float32 round-off of the largest one). Inputs of any float dtype are computed in float32 (float64 on the Gram
+route) and written in float32.
 """
 
 from __future__ import annotations
