@@ -1,13 +1,14 @@
 """The BBH-27 sweep on a GPU: zero-shot, ilc, lasrc and scale on the embedded default, wall time and queries/s
 per row.
 
-    python benchmarks/gpu.py [--device cuda] [--batch 64] [--tasks bbh] [--limit 0] [--methods ...]
+    python benchmarks/gpu.py [--device cuda] [--batch auto] [--tasks bbh] [--limit 0] [--methods ...]
     make bench-gpu
 
 Every row is a ``scalectl eval`` run (:func:`scalectl.evaluate.run_eval`) over every query of the BBH tasks
 (6,376 for all 27) on the demo skill pool (registry/smollm2-skills.toml, its indexes built first), bfloat16 on
-CUDA (the backbone's default there), decoding ``--batch`` queries at a time, weight searches in lockstep, the
-search cache off so every row does its own work. Targets on one H200: zero-shot under 60 s, ilc under 5
+CUDA (the backbone's default there), decoding ``--batch`` queries at a time (``auto``: each run probes the
+fastest size on the device first, :mod:`scalectl.batching`, and prints the size it used), weight searches in
+lockstep, the search cache off so every row does its own work. Targets on one H200: zero-shot under 60 s, ilc under 5
 minutes. ``--device cpu --tasks bbh/navigate --limit 5`` runs the same script here as a smoke check.
 """
 
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", default="auto", help="queries per decoding batch, or auto (probed per run)")
     ap.add_argument("--tasks", default="bbh", help="tasks or a suite (bbh: all 27)")
     ap.add_argument("--limit", type=int, default=0, help="queries per task (0: all)")
     ap.add_argument("--methods", default="zero-shot,ilc,lasrc,scale")
@@ -60,8 +61,9 @@ def main() -> int:
         t = time.perf_counter()
         res = run_eval(tasks, reg=reg, bb=bb, limit=args.limit or None, batch_size=args.batch, **kw)
         wall = time.perf_counter() - t
-        print(f"{m:10s} {res.n_queries:8d} {wall:9.1f} {res.n_queries / wall:10.1f} {res.macro_accuracy:9.3f}",
-              flush=True)
+        used = reg.run(res.run_id)["config"]["batch_size"]
+        print(f"{m:10s} {res.n_queries:8d} {wall:9.1f} {res.n_queries / wall:10.1f} {res.macro_accuracy:9.3f}"
+              f"  batch {used}", flush=True)
     return 0
 
 

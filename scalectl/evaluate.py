@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .batching import AUTO, fastest_batch_size, parse_batch_size
 from .errors import EvalError, ParameterError
 from .lowrank import LowRankSpec
 from .methods import BASE_ONLY, Decoding, MethodConfig, TaskOutput, UnitOutput
@@ -75,7 +76,7 @@ class RunRequest:
     label: str | None = None
     base: str | None = None
     bbh_dir: str | None = None
-    batch_size: int = INFERENCE_BATCH
+    batch_size: int | str = INFERENCE_BATCH  # or "auto": the fastest on the device, probed first (batching.py)
     device: str | None = None
     allow_partial: bool = False
     rank: int | None = None  # score the best rank-R approximation of the composed update (compose --rank)
@@ -97,8 +98,10 @@ class RunRequest:
                                      "method", "pool")
         if self.limit is not None and self.limit < 1:
             raise ParameterError("{0} must be at least 1, got " + str(self.limit), "limit")
-        if self.batch_size < 1:
-            raise ParameterError("{0} must be at least 1, got " + str(self.batch_size), "batch_size")
+        try:
+            batch_size = parse_batch_size(self.batch_size)
+        except ValueError as e:
+            raise ParameterError("{0} " + str(e).replace("{", "{{").replace("}", "}}"), "batch_size") from None
         lowrank = LowRankSpec(self.rank, self.max_error)
         if lowrank.active:
             lowrank.check()
@@ -107,7 +110,7 @@ class RunRequest:
             if method is not None:  # a method's setting: part of its config and of the run's identity
                 method = dataclasses.replace(method, export_rank=self.rank, export_max_error=self.max_error)
                 method.check()
-        return dataclasses.replace(self, method=method, base_only=base_only)
+        return dataclasses.replace(self, method=method, base_only=base_only, batch_size=batch_size)
 
     @property
     def lowrank(self) -> LowRankSpec:
@@ -261,7 +264,7 @@ class UnitSpec:
         return LowRankSpec(ca.get("rank"), ca.get("max_error"))
 
 
-def _run_config(req: RunRequest, bb, task_objs, plan, comp) -> dict[str, Any]:
+def _run_config(req: RunRequest, bb, task_objs, plan, comp, probe=None) -> dict[str, Any]:
     """The stored config of a run (:class:`RunConfig`)."""
     mcfg = req.method
     method_config = None
@@ -280,6 +283,8 @@ def _run_config(req: RunRequest, bb, task_objs, plan, comp) -> dict[str, Any]:
         "extractor": "first option letter on option tasks, else first line (separate metric)",
         "versions": _versions(),
     }
+    if probe is not None:  # --batch-size auto: what was tried, and the size chosen (batch_size above)
+        other["batch_size_probe"] = probe.to_dict()
     method = BASE_ONLY.name if req.base_only else (mcfg.method if mcfg is not None else comp.method)
     return RunConfig(tasks=[t.name for t in task_objs], method=method, schema=SCHEMA, method_config=method_config,
                      composition=comp.config if comp else None, limit=req.limit,
@@ -325,7 +330,15 @@ class PreparedRun:
         self.req, self.reg, self.bb, self.comp, self.mcfg = req, reg, bb, comp, mcfg
         self.plan = [(t, t.queries[:req.limit] if req.limit else t.queries) for t in task_objs]
         self.tasks = {t.name: (t, q) for t, q in self.plan}
-        self.config = _run_config(req, bb, task_objs, self.plan, comp)
+        probe = None
+        if req.batch_size == AUTO:
+            prog.log("probing the fastest decoding batch size")
+            probe = fastest_batch_size(bb, [e.input for _, q in self.plan for e in q],
+                                       max(max_new_tokens(bb, t) for t in task_objs))
+            prog.log(probe.note())
+            req = dataclasses.replace(req, batch_size=probe.chosen)
+        self.req = req
+        self.config = _run_config(req, bb, task_objs, self.plan, comp, probe)
         self.method = self.config["method"]
         self.run_id = reg.create_run("eval", self.method, self.config, base_model=bb.base.canonical, label=req.label)
         self.total = sum(len(q) for _, q in self.plan)

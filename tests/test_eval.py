@@ -139,6 +139,9 @@ def test_eval_cli_json_and_table(tiny_bbh, llama_base, pool):
     (["--method", "ilcc", "--pool", "tiny", "--task", "tiny_tf"], "did you mean ilc"),
     (["--method", "ilc", "--task", "tiny_tf"], "needs --pool"),
     (["--base-only", "--task", "tiny_tf", "--limit", "0"], "--limit must be at least 1"),
+    (["--base-only", "--task", "tiny_tf", "--batch-size", "0"], "--batch-size must be a positive integer or auto"),
+    (["--base-only", "--task", "tiny_tf", "--batch-size", "fast"], "--batch-size must be a positive integer or auto, "
+                                                                   "got 'fast'"),
     (["--adapters", "arith,nope", "--pool", "tiny", "--task", "tiny_tf"], "nope"),
 ])
 def test_eval_bad_input(tiny_bbh, llama_base, pool, args, msg):
@@ -208,3 +211,33 @@ def test_seq2seq_backbone_plain_prompts(tiny_bbh, t5_base, t5_adapter):
                    limit=3)
     run = reg.run(res.run_id)
     assert run["config"]["prompt"] == "plain" and len(reg.records(res.run_id)) == 3
+
+
+# ---------------------------------------------------------------- --batch-size auto
+
+
+def test_batch_size_probe_picks_the_most_queries_per_second_and_stops_early():
+    from scalectl.batching import candidates_for, choose
+
+    seconds = {1: 1.0, 2: 1.2, 4: 1.6, 8: 2.0, 10: 3.5, 16: 6.0, 32: 9.0}  # queries/s 1, 1.7, 2.5, 4, 2.9, ...
+    tried = []
+    probe = choose(lambda b: tried.append(b) or seconds[b], candidates_for("cpu", 100))
+    assert probe.chosen == 8 and tried == [1, 2, 4, 8, 10]  # 10 is clearly slower than 8: 16 and 32 untried
+    oom = choose(lambda b: None if b >= 64 else b / (b + 4.0), candidates_for("cuda:0", 6376), "cuda")
+    assert oom.chosen == 32 and oom.tried[-1] == (64, None)  # out of memory at 64: the best below it
+    assert candidates_for("cpu", 12) == [1, 2, 4, 8, 10, 12] and candidates_for("cpu", 3) == [1, 2, 3]
+    assert candidates_for("cpu", 40) == [1, 2, 4, 8, 10, 16, 32]  # never past the largest size of its device
+
+
+def test_eval_batch_size_auto_probes_and_records_the_size_it_used(tiny_bbh, llama_base):
+    reg = Registry()
+    res = run_eval("bbh/tiny_tf", reg=reg, base=str(llama_base), base_only=True, bbh_dir=str(tiny_bbh),
+                   batch_size="auto")
+    cfg = reg.run(res.run_id)["config"]  # the decoding settings stand at the top of the stored config
+    probe = cfg["batch_size_probe"]
+    assert probe["device"] == "cpu" and [b for b, _ in probe["tried"]][:3] == [1, 2, 4]
+    assert cfg["batch_size"] == probe["chosen"] == max(probe["tried"], key=lambda t: t[1])[0]
+    fixed = run_eval("bbh/tiny_tf", reg=reg, base=str(llama_base), base_only=True, bbh_dir=str(tiny_bbh),
+                     batch_size=probe["chosen"])
+    same = {r["query_id"]: r["prediction"] for r in reg.records(fixed.run_id)}
+    assert {r["query_id"]: r["prediction"] for r in reg.records(res.run_id)} == same  # the size it says it used

@@ -49,7 +49,7 @@ def eval_cmd(
     base: Annotated[Optional[str], typer.Option("--base", envvar="SCALECTL_BASE", help="Base model: smollm2-135m (embedded), a model dir, a hub id, or hf:ORG/NAME for the hub itself (default: the pool's base, else smollm2-135m).")] = None,
     bbh_dir: Annotated[Optional[str], typer.Option("--bbh-dir", envvar="SCALECTL_BBH_DIR", help="Directory of BBH <task>.json files.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N queries of each task (file order).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Queries per decoding batch (method.md: 10).")] = 10,
+    batch_size: Annotated[str, typer.Option("--batch-size", help="Queries per decoding batch (method.md: 10), or auto: the fastest on this device, probed on the run's longest prompts first and stored with the run.")] = "10",
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, ... (default: cuda when present).")] = None,
     label: Annotated[Optional[str], typer.Option("--label", help="A label stored with the run.")] = None,
     allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Merge only the modules common to all adapters.")] = False,
