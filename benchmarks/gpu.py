@@ -8,8 +8,8 @@ Every row is a ``scalectl eval`` run (:func:`scalectl.evaluate.run_eval`) over e
 (6,376 for all 27) on the demo skill pool (registry/smollm2-skills.toml, its indexes built first), bfloat16 on
 CUDA (the backbone's default there), decoding ``--batch`` queries at a time (``auto``: each run probes the
 fastest size on the device first, :mod:`scalectl.batching`, and prints the size it used), weight searches in
-lockstep, the search cache off so every row does its own work. Targets on one H200: zero-shot under 60 s, ilc under 5
-minutes. ``--device cpu --tasks bbh/navigate --limit 5`` runs the same script here as a smoke check.
+lockstep, the search cache off so every row does its own work. Targets on one H200: zero-shot under 60 s, ilc
+under 5 minutes. ``--device cpu --tasks bbh/navigate --limit 5`` runs the same script here as a smoke check.
 """
 
 from __future__ import annotations

@@ -86,7 +86,6 @@ def parse_weights(text: str | None, k: int) -> list[float] | None:
 def load_inputs(reg, names: list[str], pool: str | None = None, allow_partial: bool = False,
                 allow_pickle: bool = False) -> ComposeInputs:
     """Load and check the adapters to compose: same base, same modules (or their common part), finite factors."""
-
     if not names:
         raise MergeError("no adapters given: pass --adapters a,b,c")
     if len(set(names)) != len(names):
@@ -190,7 +189,6 @@ def compose_inputs(inp: ComposeInputs, weights: list[float] | None, spec: Merger
     return comp
 
 
-
 def _finite(t: "torch.Tensor") -> bool:
     """Whether every value of ``t`` is finite. A NaN or an infinity makes the sum non-finite, so a finite sum
     settles it in one reduction; only a non-finite sum (that, or finite values whose sum overflows) takes the
@@ -198,6 +196,7 @@ def _finite(t: "torch.Tensor") -> bool:
     import torch
 
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
 
 def _factor_block(comp: Composition, block: str, mods: list[str], w: "torch.Tensor") -> None:
     from .merge.factor import lorahub_factors, weighted_concat

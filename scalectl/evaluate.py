@@ -327,7 +327,6 @@ class PreparedRun:
         if req.adapters:
             prog.log(f"composing {len(req.adapters)} adapter(s) with {req.merger}")
             comp = prepare_composition(self.ctx, req.adapters, req.weights, req.merger, req.params, req.allow_partial)
-        self.req, self.reg, self.bb, self.comp, self.mcfg = req, reg, bb, comp, mcfg
         self.plan = [(t, t.queries[:req.limit] if req.limit else t.queries) for t in task_objs]
         self.tasks = {t.name: (t, q) for t, q in self.plan}
         probe = None
@@ -337,7 +336,7 @@ class PreparedRun:
                                        max(max_new_tokens(bb, t) for t in task_objs))
             prog.log(probe.note())
             req = dataclasses.replace(req, batch_size=probe.chosen)
-        self.req = req
+        self.req, self.reg, self.bb, self.comp, self.mcfg = req, reg, bb, comp, mcfg
         self.config = _run_config(req, bb, task_objs, self.plan, comp, probe)
         self.method = self.config["method"]
         self.run_id = reg.create_run("eval", self.method, self.config, base_model=bb.base.canonical, label=req.label)
